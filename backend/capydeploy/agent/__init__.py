@@ -1,0 +1,1 @@
+"""The Agent: the WebSocket server on the handheld that receives and installs games."""

@@ -1,0 +1,59 @@
+"""Timing and size limits of the protocol (the seed's Timing table made precise by D4/D6)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+PROTOCOL_VERSION: Final = 1
+DEFAULT_PORT: Final = 9999
+WS_PATH: Final = "/ws"
+MDNS_SERVICE_TYPE: Final = "_capydeploy._tcp.local."
+
+# Seconds.
+PING_PERIOD: Final = 5.0
+PONG_WAIT: Final = 15.0
+WRITE_WAIT: Final = 10.0
+REQUEST_TIMEOUT: Final = 30.0
+HANDSHAKE_TIMEOUT: Final = 10.0
+PAIRING_CODE_TTL: Final = 60.0
+PAIRING_LOCKOUT: Final = 300.0
+PAIRING_MAX_ATTEMPTS: Final = 3
+PROGRESS_INTERVAL: Final = 0.25
+STAGING_TTL: Final = 24 * 3600.0
+RESTART_WINDOW: Final = 60.0
+RESTARTS_PER_WINDOW: Final = 2
+
+# Bytes and counts.
+MAX_MESSAGE: Final = 10 * 1024 * 1024
+CHUNK_SIZE: Final = 1024 * 1024
+MAX_CHUNK_HEADER: Final = 64 * 1024
+MAX_UNACKED_WORK: Final = 64 * 1024 * 1024
+MAX_PENDING_HANDSHAKES: Final = 32
+MAX_GAME_NAME_BYTES: Final = 255
+MAX_RELATIVE_PATH_BYTES: Final = 4096
+MAX_PATH_COMPONENT_BYTES: Final = 255
+MAX_FILES: Final = 100_000
+MAX_FILE_SIZE: Final = 2**50
+MAX_ID_LENGTH: Final = 128
+MAX_NAME_LENGTH: Final = 255
+MAX_TOKEN_LENGTH: Final = 256
+MAX_URL_LENGTH: Final = 4096
+MAX_TEXT_LENGTH: Final = 4096
+MAX_TAGS: Final = 64
+ARTWORK_MAX_BYTES: Final = 20 * 1024 * 1024
+ARTWORK_TIMEOUT: Final = 30.0
+ARTWORK_MAX_REDIRECTS: Final = 3
+
+# The SteamID64 of account id 0 in the public universe (D5).
+STEAMID64_BASE: Final = 76561197960265728
+UINT32_MAX: Final = 2**32 - 1
+
+CAPABILITIES: Final = (
+    "file_upload",
+    "resume",
+    "incremental",
+    "steam_shortcuts",
+    "artwork",
+    "steam_restart",
+    "delete_game",
+)

@@ -1,0 +1,348 @@
+"""Payload models of every message of the seed protocol and of the decisions (D2-D8).
+
+camelCase on the wire, snake_case in Python, unknown fields ignored. Optional fields default to
+None and are left out when serialised, so a message round-trips to the JSON it came from.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic.alias_generators import to_camel
+
+from .constants import MAX_FILES, MAX_TAGS
+from .types import (
+    AbsolutePath,
+    AppId,
+    GameName,
+    MessageId,
+    Name,
+    NonEmptyId,
+    NonEmptyName,
+    Percentage,
+    RelativePath,
+    Sha256Hex,
+    Size,
+    Text,
+    Token,
+    Url,
+    UserId,
+    account_id_of,
+)
+
+
+class WireModel(BaseModel):
+    """Base of every payload: camelCase aliases, unknown keys ignored, values checked on assignment."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        frozen=False,
+    )
+
+    def to_wire(self) -> dict[str, object]:
+        """The JSON-ready dict sent on the wire."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class Empty(WireModel):
+    """A payload with no fields (ping, pong, get_info, ...)."""
+
+
+# --- connection and authentication (D3) ---------------------------------------------------
+
+
+class HubConnected(WireModel):
+    name: Name
+    version: Name
+    hub_id: NonEmptyId
+    token: Token
+    platform: Name | None = None
+    protocol_version: StrictInt | None = None
+
+
+class PairingRequired(WireModel):
+    code: Literal[""] = ""  # D3: the code never travels on the wire.
+    expires_in: StrictInt = Field(ge=0)
+
+
+class PairConfirm(WireModel):
+    code: Token
+
+
+class PairSuccess(WireModel):
+    token: Token
+
+
+class PairFailed(WireModel):
+    reason: Text
+
+
+class AgentStatus(WireModel):
+    name: Name
+    version: Name
+    platform: Name
+    accept_connections: StrictBool
+    protocol_version: StrictInt | None = None
+    capabilities: list[Name] | None = None
+
+
+# --- information ----------------------------------------------------------------------------
+
+
+class AgentInfo(WireModel):
+    id: NonEmptyId
+    name: Name
+    platform: Name
+    capabilities: list[Name]
+    version: Name | None = None
+    protocol_version: StrictInt | None = None
+
+
+class InfoResponse(WireModel):
+    agent: AgentInfo
+
+
+class ConfigResponse(WireModel):
+    install_path: Text
+
+
+class SteamUser(WireModel):
+    id: str
+    name: Name
+    account_id: StrictInt | None = None
+
+
+class SteamUsersResponse(WireModel):
+    users: list[SteamUser]
+
+
+# --- shortcuts and artwork (D5, D7) ---------------------------------------------------------
+
+
+class ArtworkKey(StrEnum):
+    GRID = "grid"
+    BANNER = "banner"
+    HERO = "hero"
+    LOGO = "logo"
+    ICON = "icon"
+
+
+class Artwork(WireModel):
+    """Artwork URLs by slot; each is checked and downloaded by the Agent, failing per key."""
+
+    grid: Url | None = None
+    banner: Url | None = None
+    hero: Url | None = None
+    logo: Url | None = None
+    icon: Url | None = None
+
+    def items(self) -> list[tuple[ArtworkKey, str]]:
+        return [(key, value) for key in ArtworkKey if (value := getattr(self, key.value)) is not None]
+
+
+class UserRequest(WireModel):
+    user_id: UserId
+
+    @property
+    def account_id(self) -> int:
+        return account_id_of(self.user_id)
+
+
+class ListShortcuts(UserRequest):
+    pass
+
+
+class ShortcutInfo(WireModel):
+    app_id: AppId
+    name: Text
+    exe: Text
+    start_dir: Text | None = None
+    launch_options: Text | None = None
+    tags: list[Text] | None = None
+
+
+class ShortcutsResponse(WireModel):
+    shortcuts: list[ShortcutInfo]
+
+
+class ShortcutSpec(WireModel):
+    name: NonEmptyName
+    exe: AbsolutePath
+    start_dir: AbsolutePath | None = None
+    launch_options: Text | None = None
+    tags: list[Name] | None = Field(default=None, max_length=MAX_TAGS)
+    artwork: Artwork | None = None
+
+
+class CreateShortcut(UserRequest):
+    shortcut: ShortcutSpec
+    restart_steam: StrictBool | None = None
+
+
+class DeleteShortcut(UserRequest):
+    app_id: AppId
+    restart_steam: StrictBool | None = None
+
+
+class ApplyArtwork(UserRequest):
+    app_id: AppId
+    artwork: Artwork
+    restart_steam: StrictBool | None = None
+
+
+class ArtworkFailure(WireModel):
+    type: Name
+    error: Text
+
+
+class ArtworkResponse(WireModel):
+    applied: list[Name]
+    failed: list[ArtworkFailure]
+
+
+class OperationResult(WireModel):
+    success: StrictBool
+    app_id: AppId | None = None
+    path: Text | None = None
+    shortcut_error: Text | None = None
+    message: Text | None = None
+
+
+class SteamResponse(WireModel):
+    success: StrictBool
+    message: Text
+
+
+class DeleteGame(WireModel):
+    """D8 extension: remove a game's shortcut, artwork and folder, by name or by app id."""
+
+    game_name: GameName | None = None
+    app_id: AppId | None = None
+    user_id: UserId | None = None
+    restart_steam: StrictBool | None = None
+
+    @model_validator(mode="after")
+    def _name_or_app_id(self) -> DeleteGame:
+        if self.game_name is None and self.app_id is None:
+            raise ValueError("gameName or appId is required")
+        return self
+
+
+# --- uploads (D6) ---------------------------------------------------------------------------
+
+
+class UploadConfig(WireModel):
+    game_name: GameName
+    install_path: AbsolutePath | None = None
+    executable: RelativePath | None = None
+
+
+class UploadFile(WireModel):
+    relative_path: RelativePath
+    size: Size
+    sha256: Sha256Hex | None = None
+
+
+class InitUpload(WireModel):
+    config: UploadConfig
+    total_size: Size
+    files: list[UploadFile] = Field(max_length=MAX_FILES)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> InitUpload:
+        seen: set[str] = set()
+        for index, entry in enumerate(self.files):
+            if entry.relative_path in seen:
+                raise ValueError(f"files[{index}].relativePath {entry.relative_path!r} is listed twice")
+            seen.add(entry.relative_path)
+        # A file and a folder of the same name cannot both exist ("a" and "a/b").
+        for path in seen:
+            parts = path.split("/")
+            for depth in range(1, len(parts)):
+                prefix = "/".join(parts[:depth])
+                if prefix in seen:
+                    raise ValueError(f"relativePath {prefix!r} is both a file and a folder")
+        total = sum(entry.size for entry in self.files)
+        if total != self.total_size:
+            raise ValueError(f"totalSize {self.total_size} does not equal the sum of file sizes {total}")
+        executable = self.config.executable
+        if executable is not None and executable not in seen:
+            raise ValueError(f"config.executable {executable!r} is not one of the listed files")
+        return self
+
+
+class UploadInitResponse(WireModel):
+    upload_id: NonEmptyId
+    chunk_size: StrictInt = Field(gt=0)
+    resume_from: dict[str, Size] | None = None
+
+
+class ChunkHeader(WireModel):
+    id: MessageId
+    upload_id: NonEmptyId
+    file_path: RelativePath
+    offset: Size
+    checksum: Sha256Hex | None = None
+
+
+class UploadChunkResponse(WireModel):
+    upload_id: NonEmptyId
+    bytes_written: Size
+    total_written: Size
+
+
+class CompleteShortcut(WireModel):
+    """The shortcut part of `complete_upload`; `exe` is relative to the installed game folder."""
+
+    name: Name | None = None
+    exe: RelativePath | None = None
+    launch_options: Text | None = None
+    tags: list[Name] | None = Field(default=None, max_length=MAX_TAGS)
+    artwork: Artwork | None = None
+
+
+class CompleteUpload(WireModel):
+    upload_id: NonEmptyId
+    create_shortcut: StrictBool | None = None
+    shortcut: CompleteShortcut | None = None
+    user_id: UserId | None = None
+    restart_steam: StrictBool | None = None
+
+
+class CancelUpload(WireModel):
+    upload_id: NonEmptyId
+
+
+class UploadProgress(WireModel):
+    upload_id: NonEmptyId
+    transferred_bytes: Size
+    total_bytes: Size
+    current_file: Text
+    percentage: Percentage
+
+
+class OperationStatus(StrEnum):
+    START = "start"
+    PROGRESS = "progress"
+    COMPLETE = "complete"
+    ERROR = "error"
+
+
+class OperationEvent(WireModel):
+    type: Name
+    status: OperationStatus
+    game_name: Text
+    progress: Percentage
+    message: Text
+
+
+# --- the error object -----------------------------------------------------------------------
+
+
+class ErrorBody(WireModel):
+    code: StrictInt
+    message: Text

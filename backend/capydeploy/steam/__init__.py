@@ -1,0 +1,1 @@
+"""Steam on the device: roots and users, shortcuts.vdf, app ids, artwork files, restarts."""
