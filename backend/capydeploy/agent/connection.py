@@ -1,0 +1,317 @@
+"""One hub's session: handshake -> pairing -> authenticated requests, every request answered once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from ..protocol import (
+    REPLY_TYPE,
+    CloseCode,
+    ErrorCode,
+    MessageType,
+    ProtocolError,
+    decode_chunk,
+    encode_error,
+    encode_message,
+    new_message_id,
+    parse_envelope,
+    parse_request,
+)
+from ..protocol import messages as m
+from ..protocol.constants import MAX_UNACKED_WORK
+from .pairing import PairingOutcome
+
+if TYPE_CHECKING:
+    from .server import Agent
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[["HubSession", Any], Awaitable[BaseModel | None]]
+
+
+class SessionClosed(Exception):
+    """Raised inside a session to stop serving it (the socket is already being closed)."""
+
+
+class HubSession:
+    """Serves one WebSocket connection for its whole life."""
+
+    def __init__(self, agent: Agent, websocket: ServerConnection) -> None:
+        self.agent = agent
+        self.websocket = websocket
+        self.hub_id: str | None = None
+        self.hub_name = ""
+        self.hub_platform = ""
+        self.authenticated = False
+        self.connected_at = time.time()
+        self.address = _peer_address(websocket)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._unacked_bytes = 0
+        self._room = asyncio.Event()
+        self._room.set()
+        self._last_progress = 0.0
+        self._deadline: float | None = None  # loop time by which the handshake must progress
+
+    # --- the read loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._deadline = loop.time() + self.agent.config.handshake_timeout
+        try:
+            while True:
+                message = await self._receive(loop)
+                if isinstance(message, bytes):
+                    await self._on_binary(message)
+                else:
+                    await self._on_text(message)
+        except (ConnectionClosed, SessionClosed):
+            pass
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            self.agent.session_ended(self)
+
+    async def _receive(self, loop: asyncio.AbstractEventLoop) -> str | bytes:
+        if self.authenticated or self._deadline is None:
+            return await self.websocket.recv()
+        remaining = self._deadline - loop.time()
+        try:
+            if remaining <= 0:
+                raise TimeoutError
+            return await asyncio.wait_for(self.websocket.recv(), remaining)
+        except TimeoutError:
+            reason = "no hub_connected in time" if self.hub_id is None else "pairing timed out"
+            await self.close(CloseCode.POLICY_VIOLATION, reason)
+            raise SessionClosed from None
+
+    # --- sending ------------------------------------------------------------------------------
+
+    async def _send(self, text: str) -> None:
+        """Send one frame; a send stuck longer than Write Wait closes the connection (D4)."""
+        try:
+            await asyncio.wait_for(self.websocket.send(text), self.agent.config.write_wait)
+        except TimeoutError:
+            log.warning("hub %s: write timed out, closing", self.hub_id)
+            self.websocket.transport.abort()
+            raise SessionClosed from None
+
+    async def reply(self, request_id: str, message_type: MessageType, payload: BaseModel | None) -> None:
+        await self._send(encode_message(message_type, payload, request_id))
+
+    async def reply_error(self, code: ErrorCode | int, message: str, request_id: str | None) -> None:
+        await self._send(encode_error(code, message, request_id))
+
+    async def push(self, message_type: MessageType, payload: BaseModel) -> None:
+        """A push event: fresh id, no request to answer (D2)."""
+        await self._send(encode_message(message_type, payload, new_message_id()))
+
+    async def close(self, code: int, reason: str) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.websocket.close(int(code), reason), self.agent.config.write_wait)
+
+    # --- text frames --------------------------------------------------------------------------
+
+    async def _on_text(self, text: str) -> None:
+        try:
+            envelope = parse_envelope(text)
+            message_type, payload = parse_request(envelope)
+        except ProtocolError as error:
+            await self.reply_error(error.code, error.message, error.request_id)
+            return
+        request_id = envelope.id
+        if message_type == MessageType.PING:
+            await self.reply(request_id, MessageType.PONG, None)
+        elif message_type == MessageType.HUB_CONNECTED:
+            assert isinstance(payload, m.HubConnected)
+            await self._on_hub_connected(request_id, payload)
+        elif message_type == MessageType.PAIR_CONFIRM:
+            assert isinstance(payload, m.PairConfirm)
+            await self._on_pair_confirm(request_id, payload)
+        elif not self.authenticated:
+            reason = "pairing required" if self.hub_id else "send hub_connected first"
+            await self.reply_error(ErrorCode.UNAUTHORIZED, f"unauthorized: {reason}", request_id)
+        else:
+            self._spawn(self._answer(request_id, message_type, payload))
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, request_id: str, message_type: MessageType, payload: BaseModel) -> None:
+        """Run one authenticated request and send its single reply."""
+        handler = self.agent.handlers.get(message_type)
+        try:
+            if handler is None:
+                raise ProtocolError(ErrorCode.NOT_IMPLEMENTED, f"{message_type.value} is not supported")
+            result = await handler(self, payload)
+        except ProtocolError as error:
+            await self.reply_error(error.code, error.message, request_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("hub %s: %s failed", self.hub_id, message_type.value)
+            await self.reply_error(ErrorCode.INTERNAL, f"{message_type.value} failed: internal error", request_id)
+        else:
+            await self.reply(request_id, REPLY_TYPE[message_type], result)
+
+    # --- handshake and pairing (D3) -----------------------------------------------------------
+
+    async def _on_hub_connected(self, request_id: str, hello: m.HubConnected) -> None:
+        if self.hub_id is not None:
+            await self.reply_error(ErrorCode.BAD_REQUEST, "hub_connected was already received", request_id)
+            return
+        agent = self.agent
+        token_valid = agent.hubs.verify(hello.hub_id, hello.token)
+        if not agent.settings.accept_connections:
+            await self.reply_error(ErrorCode.BLOCKED, "connections are blocked on the device", request_id)
+            await self.close(CloseCode.NORMAL, "connections blocked")
+            raise SessionClosed
+        current = agent.session
+        if current is not None and current is not self:
+            same_hub = current.hub_id == hello.hub_id
+            if not (same_hub and token_valid):
+                await self.reply_error(
+                    ErrorCode.CONFLICT, f"another hub is connected ({current.hub_name or 'unknown'})", request_id
+                )
+                await self.close(CloseCode.NORMAL, "another hub is connected")
+                raise SessionClosed
+            log.info("hub %s reconnected; closing its stale session", hello.hub_id)
+            agent.session = None
+            await current.close(CloseCode.GOING_AWAY, "replaced by a new connection")
+        self.hub_id = hello.hub_id
+        self.hub_name = hello.name
+        self.hub_platform = hello.platform or ""
+        agent.session = self
+        if token_valid:
+            await self._become_authenticated()
+            await self.reply(request_id, MessageType.AGENT_STATUS, agent.status())
+            return
+        if agent.pairing.lockout_remaining() > 0:
+            seconds = int(agent.pairing.lockout_remaining()) + 1
+            await self.reply_error(
+                ErrorCode.UNAUTHORIZED, f"pairing is locked for {seconds} s after too many wrong codes", request_id
+            )
+            await self.close(CloseCode.POLICY_VIOLATION, "pairing locked")
+            raise SessionClosed
+        code = agent.pairing.start(hello.hub_id, hello.name)
+        self._deadline = asyncio.get_running_loop().time() + agent.pairing.code_ttl
+        log.info("hub %s (%s) asked to pair; code shown on the device", hello.hub_id, hello.name)
+        agent.pairing_started(code)
+        expires_in = max(0, round(code.expires_at - time.monotonic()))
+        await self.reply(request_id, MessageType.PAIRING_REQUIRED, m.PairingRequired(expires_in=expires_in))
+
+    async def _on_pair_confirm(self, request_id: str, confirm: m.PairConfirm) -> None:
+        agent = self.agent
+        if self.authenticated:
+            await self.reply_error(ErrorCode.BAD_REQUEST, "already paired", request_id)
+            return
+        if self.hub_id is None:
+            await self.reply(request_id, MessageType.PAIR_FAILED, m.PairFailed(reason="send hub_connected first"))
+            return
+        outcome = agent.pairing.confirm(self.hub_id, confirm.code)
+        if outcome is PairingOutcome.ACCEPTED:
+            token = await agent.hubs.authorize(self.hub_id, self.hub_name, self.hub_platform)
+            log.info("hub %s paired", self.hub_id)
+            await self.reply(request_id, MessageType.PAIR_SUCCESS, m.PairSuccess(token=token))
+            await self._become_authenticated()
+            await self.push(MessageType.AGENT_STATUS, agent.status())
+            return
+        reasons = {
+            PairingOutcome.WRONG: f"invalid code ({agent.pairing.attempts_left()} attempts left)",
+            PairingOutcome.LOCKED: "too many wrong codes; pairing is locked for "
+            f"{int(agent.pairing.lockout_remaining()) + 1} s",
+            PairingOutcome.EXPIRED: "code expired; reconnect to get a new one",
+            PairingOutcome.NO_PAIRING: "no pairing in progress for this hub",
+        }
+        log.info("hub %s: pairing failed (%s)", self.hub_id, outcome.value)
+        agent.state_changed()
+        await self.reply(request_id, MessageType.PAIR_FAILED, m.PairFailed(reason=reasons[outcome]))
+
+    async def _become_authenticated(self) -> None:
+        assert self.hub_id is not None
+        self.authenticated = True
+        self._deadline = None
+        self.agent.pairing.cancel(self.hub_id)
+        self.agent.handshake_done(self)
+        await self.agent.hubs.touch(self.hub_id, self.hub_name, self.hub_platform)
+        self.agent.state_changed()
+
+    # --- binary chunk frames (D6) ---------------------------------------------------------------
+
+    async def _on_binary(self, data: bytes) -> None:
+        if not self.authenticated:
+            await self.close(CloseCode.POLICY_VIOLATION, "binary frame before authentication")
+            raise SessionClosed
+        # Back-pressure: read no further while too much work is unacknowledged.
+        while self._unacked_bytes > MAX_UNACKED_WORK:
+            self._room.clear()
+            await self._room.wait()
+        self._unacked_bytes += len(data)
+        self._spawn(self._answer_chunk(data))
+
+    async def _answer_chunk(self, data: bytes) -> None:
+        request_id: str | None = None
+        try:
+            frame = decode_chunk(data, max_data=self.agent.transfer.chunk_size)
+            request_id = frame.header.id
+            assert self.hub_id is not None
+            result = await self.agent.transfer.write_chunk(self.hub_id, frame)
+            await self.reply(request_id, MessageType.UPLOAD_CHUNK_RESPONSE, result)
+            await self.maybe_push_progress()
+        except ProtocolError as error:
+            await self.reply_error(error.code, error.message, error.request_id or request_id)
+        except (asyncio.CancelledError, SessionClosed, ConnectionClosed):
+            raise
+        except Exception:
+            log.exception("hub %s: chunk failed", self.hub_id)
+            await self.reply_error(ErrorCode.INTERNAL, "chunk failed: internal error", request_id)
+        finally:
+            self._unacked_bytes -= len(data)
+            if self._unacked_bytes <= MAX_UNACKED_WORK:
+                self._room.set()
+
+    async def maybe_push_progress(self, force: bool = False) -> None:
+        """upload_progress at most every 250 ms, and always at 100 % (D6)."""
+        progress = self.agent.transfer.progress()
+        if progress is None:
+            return
+        now = time.monotonic()
+        done = progress.transferred_bytes >= progress.total_bytes
+        if not force and not done and now - self._last_progress < self.agent.config.progress_interval:
+            return
+        self._last_progress = now
+        self.agent.progress_changed()
+        total = progress.total_bytes
+        await self.push(
+            MessageType.UPLOAD_PROGRESS,
+            m.UploadProgress(
+                upload_id=progress.upload_id,
+                transferred_bytes=progress.transferred_bytes,
+                total_bytes=total,
+                current_file=progress.current_file,
+                percentage=round(100.0 * progress.transferred_bytes / total, 2) if total else 100.0,
+            ),
+        )
+
+
+def _peer_address(websocket: ServerConnection) -> str:
+    try:
+        address = websocket.remote_address
+    except Exception:
+        return ""
+    if isinstance(address, tuple) and address:
+        return str(address[0])
+    return str(address or "")
+

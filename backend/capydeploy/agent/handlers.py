@@ -1,0 +1,155 @@
+"""What the Agent does for each authenticated request; each handler returns the reply payload."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..protocol import ErrorCode, MessageType, ProtocolError
+from ..protocol import messages as m
+from .state import InstalledGame
+
+if TYPE_CHECKING:
+    from .connection import Handler, HubSession
+
+log = logging.getLogger(__name__)
+
+
+def _hub(session: HubSession) -> str:
+    assert session.hub_id is not None
+    return session.hub_id
+
+
+async def _event(session: HubSession, status: m.OperationStatus, game: str, progress: float, message: str) -> None:
+    await session.push(
+        MessageType.OPERATION_EVENT,
+        m.OperationEvent(type="install", status=status, game_name=game, progress=progress, message=message),
+    )
+
+
+async def get_info(session: HubSession, _: m.Empty) -> m.InfoResponse:
+    return session.agent.info()
+
+
+async def get_config(session: HubSession, _: m.Empty) -> m.ConfigResponse:
+    return m.ConfigResponse(install_path=str(session.agent.install_dir))
+
+
+async def get_steam_users(session: HubSession, _: m.Empty) -> m.SteamUsersResponse:
+    return await session.agent.steam.get_steam_users()
+
+
+async def list_shortcuts(session: HubSession, request: m.ListShortcuts) -> m.ShortcutsResponse:
+    return await session.agent.steam.list_shortcuts(request)
+
+
+async def create_shortcut(session: HubSession, request: m.CreateShortcut) -> m.OperationResult:
+    return await session.agent.steam.create_shortcut(request)
+
+
+async def delete_shortcut(session: HubSession, request: m.DeleteShortcut) -> m.OperationResult:
+    return await session.agent.steam.delete_shortcut(request)
+
+
+async def apply_artwork(session: HubSession, request: m.ApplyArtwork) -> m.ArtworkResponse:
+    return await session.agent.steam.apply_artwork(request)
+
+
+async def restart_steam(session: HubSession, _: m.Empty) -> m.SteamResponse:
+    return await session.agent.steam.restart_steam()
+
+
+async def init_upload(session: HubSession, request: m.InitUpload) -> m.UploadInitResponse:
+    agent = session.agent
+    reply = await agent.transfer.init_upload(_hub(session), request)
+    held = sum((reply.resume_from or {}).values())
+    verb = "Resuming" if held else "Receiving"
+    await _event(session, m.OperationStatus.START, request.config.game_name, 0, f"{verb} {request.config.game_name}")
+    agent.progress_changed()
+    return reply
+
+
+async def complete_upload(session: HubSession, request: m.CompleteUpload) -> m.OperationResult:
+    agent = session.agent
+    game_name = agent.transfer.upload_game_name(request.upload_id) or ""
+    try:
+        installed = await agent.transfer.complete_upload(_hub(session), request.upload_id)
+    except ProtocolError as error:
+        if game_name and error.code != ErrorCode.BAD_REQUEST:
+            await _event(session, m.OperationStatus.ERROR, game_name, 0, f"Install failed: {error.message}")
+        raise
+    result = m.OperationResult(success=True, path=str(installed.path))
+    if request.create_shortcut:
+        try:
+            result.app_id = await _create_shortcut_for(session, request, installed)
+        except ProtocolError as error:
+            result.shortcut_error = error.message
+        except Exception as error:
+            log.exception("shortcut for %s failed", installed.game_name)
+            result.shortcut_error = f"shortcut failed: {error}"
+    agent.game_installed(
+        InstalledGame(
+            game_name=installed.game_name, path=str(installed.path), installed_at=time.time(), app_id=result.app_id
+        )
+    )
+    await _event(session, m.OperationStatus.COMPLETE, installed.game_name, 100, "Installation complete")
+    return result
+
+
+async def _create_shortcut_for(session: HubSession, request: m.CompleteUpload, installed: Any) -> int:
+    """D6: exe = installed absolute path of the executable, start dir = the folder holding it."""
+    spec = request.shortcut or m.CompleteShortcut()
+    if spec.exe is not None:
+        exe_path = installed.path / spec.exe
+    elif installed.executable is not None:
+        exe_path = installed.executable
+    else:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "no executable: give config.executable or shortcut.exe")
+    if not exe_path.is_file():
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"the executable {exe_path.name!r} is not in the installed game")
+    app_id: int = await session.agent.steam.create_for_install(
+        game_name=installed.game_name,
+        exe_path=exe_path,
+        start_dir=exe_path.parent,
+        user_id=request.user_id,
+        name=spec.name or installed.game_name,
+        launch_options=spec.launch_options,
+        tags=spec.tags,
+        artwork=spec.artwork,
+        restart_steam=bool(request.restart_steam),
+    )
+    return app_id
+
+
+async def cancel_upload(session: HubSession, request: m.CancelUpload) -> m.OperationResult:
+    agent = session.agent
+    game_name = agent.transfer.upload_game_name(request.upload_id)
+    await agent.transfer.cancel_upload(_hub(session), request.upload_id)
+    if game_name:
+        await _event(session, m.OperationStatus.ERROR, game_name, 0, "Upload cancelled")
+    agent.state_changed()
+    return m.OperationResult(success=True)
+
+
+async def delete_game(session: HubSession, request: m.DeleteGame) -> m.OperationResult:
+    agent = session.agent
+    message = await agent.steam.delete_game(request, agent.transfer)
+    agent.state_changed()
+    return m.OperationResult(success=True, message=message)
+
+
+HANDLERS: dict[MessageType, Handler] = {
+    MessageType.GET_INFO: get_info,
+    MessageType.GET_CONFIG: get_config,
+    MessageType.GET_STEAM_USERS: get_steam_users,
+    MessageType.LIST_SHORTCUTS: list_shortcuts,
+    MessageType.CREATE_SHORTCUT: create_shortcut,
+    MessageType.DELETE_SHORTCUT: delete_shortcut,
+    MessageType.APPLY_ARTWORK: apply_artwork,
+    MessageType.RESTART_STEAM: restart_steam,
+    MessageType.INIT_UPLOAD: init_upload,
+    MessageType.COMPLETE_UPLOAD: complete_upload,
+    MessageType.CANCEL_UPLOAD: cancel_upload,
+    MessageType.DELETE_GAME: delete_game,
+}
