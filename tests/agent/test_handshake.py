@@ -305,3 +305,28 @@ async def test_state_snapshot_tracks_the_session(agent: Agent, hub_config: Path)
 
 def test_pairing_required_json_never_has_a_code() -> None:
     assert json.loads(m.PairingRequired(expires_in=60).model_dump_json(by_alias=True))["code"] == ""
+
+
+async def test_hub_reconnects_with_its_token_after_a_drop(agent: Agent, paired_hub: HubClient) -> None:
+    session = agent.session
+    assert session is not None
+    session.websocket.transport.abort()  # Wi-Fi gone: no close frame
+    for _ in range(200):
+        if paired_hub.reconnects:
+            break
+        await asyncio.sleep(0.05)
+    assert paired_hub.reconnects == 1
+    info = await paired_hub.get_info()  # served by the new, token-authenticated session
+    assert info.agent.name == "Test Deck"
+    assert agent.session is not None and agent.session is not session and agent.session.authenticated
+
+
+async def test_device_disconnect_is_not_undone_by_the_hub(agent: Agent, paired_hub: HubClient) -> None:
+    assert await agent.disconnect_hub()
+    for _ in range(200):
+        if not paired_hub.connected:
+            break
+        await asyncio.sleep(0.05)
+    with pytest.raises(Exception, match="closed the connection"):
+        await paired_hub.wait_connected(timeout=10)
+    assert paired_hub.reconnects == 0

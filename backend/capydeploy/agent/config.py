@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Callable
+from ipaddress import IPv4Address, IPv6Address
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -32,7 +33,7 @@ class AgentConfig:
     shortcut_backend: Literal["file", "steam-client"] = "file"
     steam_command: str = "steam"
     # Address guard for artwork downloads: tests allow their own loopback server.
-    artwork_address_allowed: Callable[[str], bool] | None = None
+    artwork_address_allowed: Callable[[IPv4Address | IPv6Address, int], bool] | None = None
     defaults: dict[str, object] = field(default_factory=dict)
     handshake_timeout: float = c.HANDSHAKE_TIMEOUT
     ping_period: float = c.PING_PERIOD

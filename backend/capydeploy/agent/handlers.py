@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import ErrorCode, MessageType, ProtocolError
@@ -133,10 +135,42 @@ async def cancel_upload(session: HubSession, request: m.CancelUpload) -> m.Opera
 
 
 async def delete_game(session: HubSession, request: m.DeleteGame) -> m.OperationResult:
+    """D8: remove the game's shortcuts (and their artwork), then its folder, only inside the install root."""
     agent = session.agent
-    message = await agent.steam.delete_game(request, agent.transfer)
+    root = agent.transfer.resolve_install_root(None)
+    game_name = request.game_name or await _game_of_app(session, request)
+    game_dir = root / game_name
+    if not await asyncio.to_thread(game_dir.is_dir):
+        raise ProtocolError(ErrorCode.NOT_FOUND, f"no installed game {game_name!r}")
+    removed = await agent.steam.delete_for_game(
+        game_dir,
+        user_id=request.user_id,
+        app_ids=[request.app_id] if request.app_id is not None else [],
+        restart_steam=bool(request.restart_steam),
+    )
+    await agent.transfer.delete_game_folder(game_name)
     agent.state_changed()
-    return m.OperationResult(success=True, message=message)
+    shortcuts = f" and {len(removed)} shortcut(s)" if removed else ""
+    return m.OperationResult(success=True, path=str(game_dir), message=f"removed {game_name}{shortcuts}")
+
+
+async def _game_of_app(session: HubSession, request: m.DeleteGame) -> str:
+    """The installed game folder a shortcut's executable points into."""
+    agent = session.agent
+    assert request.app_id is not None
+    root = agent.transfer.resolve_install_root(None)
+    user = await agent.steam.resolve_user(request.user_id)
+    for shortcut in await agent.steam.backend.list_shortcuts(user):
+        if shortcut.app_id != request.app_id:
+            continue
+        try:
+            relative = Path(shortcut.exe).relative_to(root)
+        except ValueError:
+            break
+        if len(relative.parts) >= 2:
+            return relative.parts[0]
+        break
+    raise ProtocolError(ErrorCode.NOT_FOUND, f"app {request.app_id} is not a game installed by this agent")
 
 
 HANDLERS: dict[MessageType, Handler] = {

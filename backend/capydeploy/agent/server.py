@@ -54,7 +54,7 @@ class Agent:
         self.hubs = HubRegistry(self.data_dir / "hubs.json")
         self.pairing = PairingGate(code_ttl=config.pairing_code_ttl, lockout=config.pairing_lockout)
         self.transfer = build_transfer_service(self.install_dir)
-        self.steam = build_steam_service(self)
+        self.steam, self.steam_requests = build_steam_service(config, self._on_steam_request)
         self.handlers: dict[MessageType, Handler] = dict(HANDLERS)
         self.session: HubSession | None = None
         self.recent_installs: deque[InstalledGame] = deque(maxlen=RECENT_INSTALLS)
@@ -194,6 +194,10 @@ class Agent:
         self.recent_installs.appendleft(game)
         self.emit("game_installed", {"gameName": game.game_name, "path": game.path, "appId": game.app_id})
         self.state_changed()
+
+    def _on_steam_request(self, request: dict[str, Any]) -> None:
+        """The Steam-client backend asks the panel to act; the panel also pulls pending ones."""
+        self.emit("steam_request", request)
 
     def progress_changed(self) -> None:
         progress = self.transfer.progress()

@@ -7,7 +7,8 @@ import asyncio
 import json
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,15 @@ from pydantic import BaseModel
 from .. import __version__
 from ..protocol import messages as m
 from ..redaction import install_redaction
+from .artwork_args import add_artwork_arguments, artwork_from_args
 from .client import HubClient
+from .config import hub_config_dir
+from .deploy import DeployOptions, DeployResult, deploy_folder, prepare
 from .errors import AgentError, ConnectionLost, HubError
+from .hashcache import HashCache
+from .progress import ProgressView
 from .resolve import resolve_agent
+from .scan import LocalFile, executable_candidates
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONNECTION, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -67,7 +74,7 @@ def read_code_from_stdin(out: Output) -> Callable[[m.PairingRequired], Awaitable
         line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         if not line:
             raise AgentError(401, "no pairing code given")
-        return line.strip()
+        return str(line).strip()
 
     return ask
 
@@ -140,11 +147,91 @@ async def cmd_users(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace, Output], Awaitable[int]]] = {
+async def cmd_deploy(args: argparse.Namespace, out: Output) -> int:
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder")
+    files, hashes = await prepare(folder, HashCache(hub_config_dir(args.config_dir) / "hash-cache.json"))
+    executable = args.exe or _default_executable(files)
+    options = DeployOptions(
+        game_name=args.name or folder.resolve().name,
+        executable=executable,
+        create_shortcut=not args.no_shortcut,
+        launch_options=args.launch_options,
+        user_id=args.user,
+        artwork=await artwork_from_args(args, args.name or folder.resolve().name),
+        restart_steam=args.restart_steam,
+    )
+    view = ProgressView(args.agent, stream=sys.stderr if args.json or not sys.stdout.isatty() else sys.stdout)
+    try:
+        outcomes = await asyncio.gather(
+            *(_deploy_to(args, agent, folder, options, (files, hashes), view) for agent in args.agent)
+        )
+    finally:
+        view.close()
+    results = dict(zip(args.agent, outcomes, strict=True))
+    failed = {agent: outcome for agent, outcome in results.items() if isinstance(outcome, str)}
+
+    def show() -> None:
+        for agent, outcome in results.items():
+            if isinstance(outcome, str):
+                out.line(f"[{agent}] failed: {outcome}")
+                continue
+            note = f", shortcut failed: {outcome.shortcut_error}" if outcome.shortcut_error else ""
+            app = f", Steam app id {outcome.app_id}" if outcome.app_id is not None else ""
+            speed = outcome.bytes_sent / outcome.seconds / (1024 * 1024) if outcome.seconds else 0.0
+            out.line(
+                f"[{agent}] installed {outcome.game_name} at {outcome.path}{app}{note} "
+                f"({outcome.files} files, {outcome.bytes_sent} bytes sent, {outcome.bytes_skipped} skipped, "
+                f"{outcome.seconds:.1f} s, {speed:.1f} MiB/s)"
+            )
+
+    out.result(
+        {agent: ({"error": outcome} if isinstance(outcome, str) else asdict(outcome)) for agent, outcome in results.items()},
+        show,
+    )
+    for agent, message in failed.items():
+        print(f"capydeploy-hub: error: {agent}: {message}", file=sys.stderr)
+    return EXIT_OK if not failed else EXIT_FAILED
+
+
+async def _deploy_to(
+    args: argparse.Namespace,
+    agent: str,
+    folder: Path,
+    options: DeployOptions,
+    prepared: tuple[list[LocalFile], dict[str, str]],
+    view: ProgressView,
+) -> DeployResult | str:
+    """Deploy to one agent; a failure is returned as text so it never stops the others."""
+    try:
+        client = await open_client(args, agent, Output(True))
+    except HubError as error:
+        return str(error)
+    try:
+        return await deploy_folder(
+            client, folder, options, progress=lambda progress: view.update(agent, progress), prepared=prepared
+        )
+    except HubError as error:
+        return str(error)
+    finally:
+        await client.close()
+
+
+def _default_executable(files: list[LocalFile]) -> str | None:
+    candidates = executable_candidates(files)
+    if len(candidates) > 1:
+        listed = ", ".join(candidates[:5])
+        raise ValueError(f"several executables ({listed}); choose one with --exe")
+    return candidates[0] if candidates else None
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int]]] = {
     "pair": cmd_pair,
     "info": cmd_info,
     "config": cmd_config,
     "users": cmd_users,
+    "deploy": cmd_deploy,
 }
 
 
@@ -165,6 +252,17 @@ def build_parser() -> argparse.ArgumentParser:
                        ("users", "list the Steam users on the device")):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("agent", metavar="AGENT", help=agent_help)
+    deploy = commands.add_parser("deploy", help="send a game folder to one or more agents and add it to Steam")
+    deploy.add_argument("folder", metavar="FOLDER", help="the game's folder")
+    deploy.add_argument("--agent", action="append", required=True, metavar="AGENT",
+                        help=agent_help + "; give it several times to deploy to several agents at once")
+    deploy.add_argument("--name", default=None, help="the game's name (default: the folder's name)")
+    deploy.add_argument("--exe", default=None, metavar="RELPATH", help="the executable, relative to FOLDER")
+    deploy.add_argument("--launch-options", default=None, metavar="STR", help="Steam launch options")
+    deploy.add_argument("--user", default=None, metavar="ID", help="Steam user (SteamID64 or account id)")
+    deploy.add_argument("--no-shortcut", action="store_true", help="install only; do not create a Steam shortcut")
+    deploy.add_argument("--restart-steam", action="store_true", help="allow the agent to restart Steam to add the shortcut")
+    add_artwork_arguments(deploy, auto=True)
     return parser
 
 

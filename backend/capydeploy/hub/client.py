@@ -10,7 +10,7 @@ import platform
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import websockets
 from pydantic import BaseModel, ValidationError
@@ -26,6 +26,10 @@ from .address import AgentAddress, parse_agent_address
 from .config import HubIdentity, hub_config_dir
 from .errors import AgentError, ConnectionLost, HubError, RevokedError
 from .tokens import TokenStore
+
+if TYPE_CHECKING:
+    from .deploy import DeployOptions, DeployResult, ProgressCallback
+    from .hashcache import HashCache
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +101,11 @@ class HubClient:
         self._closing = False
         self._fatal = None
         await self._open()
-        status = await self._handshake()
+        try:
+            status = await self._handshake()
+        except BaseException:
+            await self.close()
+            raise
         self._connected.set()
         return status
 
@@ -210,7 +218,7 @@ class HubClient:
 
     def _deliver_push(self, frame: dict[str, Any]) -> None:
         try:
-            message_type = MessageType(frame.get("type"))
+            message_type = MessageType(str(frame.get("type")))
             model = REPLY_MODELS[message_type]
             payload = model.model_validate(frame.get("payload") or {})
         except (ValueError, KeyError, ValidationError):
@@ -252,7 +260,10 @@ class HubClient:
         for task in self._tasks:
             if task is not asyncio.current_task():
                 task.cancel()
-        if self._closing or self._fatal is not None or not self._reconnect:
+        # A clean close (1000) is the agent's user disconnecting us on purpose: stay away.
+        if self._closing or self._fatal is not None or not self._reconnect or code == CloseCode.NORMAL:
+            if self._fatal is None and not self._closing:
+                self._fatal = ConnectionLost(f"the agent closed the connection ({reason})")
             return
         if self._reconnecting is None or self._reconnecting.done():
             self._reconnecting = asyncio.create_task(self._reconnect_loop())
@@ -432,3 +443,22 @@ class HubClient:
 
     async def delete_game(self, request: m.DeleteGame) -> m.OperationResult:
         return await self.request(MessageType.DELETE_GAME, request, m.OperationResult, timeout=self.request_timeout * 3)
+
+    # --- deploying ----------------------------------------------------------------------------
+
+    async def deploy(
+        self,
+        folder: str | Path,
+        options: DeployOptions | None = None,
+        progress: ProgressCallback | None = None,
+        cache: HashCache | None = None,
+    ) -> DeployResult:
+        """Send a game folder and install it (see hub/deploy.py); resumes on its own after a drop."""
+        from .deploy import DeployOptions, deploy_folder  # noqa: PLC0415 - deploy builds on this module
+
+        folder = Path(folder)
+        from .hashcache import HashCache  # noqa: PLC0415
+
+        if cache is None:
+            cache = HashCache(self.config_dir / "hash-cache.json")
+        return await deploy_folder(self, folder, options or DeployOptions(game_name=folder.name), progress, cache)

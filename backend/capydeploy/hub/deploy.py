@@ -1,0 +1,332 @@
+"""Deploy a folder to an agent: scan, hash (cached), init_upload, pipelined chunks, resume, complete."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from ..protocol import messages as m
+from ..protocol import new_message_id
+from .client import HubClient
+from .errors import AgentError, ConnectionLost, HubError
+from .hashcache import HashCache, hash_files
+from .scan import LocalFile, scan_folder
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WINDOW_BYTES = 8 * 1024 * 1024
+CHUNK_RETRIES = 3
+MAX_RESUMES = 20
+INSTALL_RATE = 100 * 1024 * 1024  # bytes/s assumed for complete_upload's timeout
+
+
+@dataclass
+class DeployOptions:
+    game_name: str
+    executable: str | None = None
+    install_path: str | None = None
+    create_shortcut: bool = True
+    shortcut_name: str | None = None
+    launch_options: str | None = None
+    user_id: int | str | None = None
+    artwork: m.Artwork | None = None
+    restart_steam: bool = False
+    window_bytes: int = DEFAULT_WINDOW_BYTES
+
+
+@dataclass
+class DeployProgress:
+    phase: str  # "hashing", "uploading", "installing", "done"
+    game_name: str
+    current_file: str
+    done_bytes: int
+    total_bytes: int
+    bytes_per_second: float
+    seconds_remaining: float | None
+
+
+@dataclass
+class DeployResult:
+    game_name: str
+    path: str
+    app_id: int | None
+    shortcut_error: str | None
+    files: int
+    total_bytes: int
+    bytes_sent: int  # file data actually sent over the wire, re-sends included
+    bytes_skipped: int  # held already (resume) or unchanged (incremental)
+    resumes: int
+    seconds: float
+    upload_id: str = ""
+    messages: list[str] = field(default_factory=list)
+
+
+ProgressCallback = Callable[[DeployProgress], None]
+
+
+@dataclass
+class _Pass:
+    """One init_upload → chunks attempt; a dropped connection starts a new pass that resumes."""
+
+    upload_id: str = ""
+    chunk_size: int = 0
+    skipped: int = 0
+
+
+class Deployment:
+    """One deployment of a scanned, hashed folder to one agent."""
+
+    def __init__(
+        self,
+        client: HubClient,
+        files: list[LocalFile],
+        hashes: dict[str, str],
+        options: DeployOptions,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.client = client
+        self.files = files
+        self.hashes = hashes
+        self.options = options
+        self._progress = progress
+        self.total = sum(file.size for file in files)
+        self.sent = 0
+        self.acked = 0
+        self.skipped = 0
+        self.resumes = 0
+        self.upload_id = ""
+        self._started = time.monotonic()
+        self._current = ""
+        self._last_report = 0.0
+
+    def init_request(self) -> m.InitUpload:
+        return m.InitUpload(
+            config=m.UploadConfig(
+                game_name=self.options.game_name,
+                install_path=self.options.install_path,
+                executable=self.options.executable,
+            ),
+            total_size=self.total,
+            files=[
+                m.UploadFile(relative_path=file.relative_path, size=file.size, sha256=self.hashes.get(file.relative_path))
+                for file in self.files
+            ],
+        )
+
+    async def run(self) -> DeployResult:
+        try:
+            return await self._run()
+        except asyncio.CancelledError:
+            await self._cancel_quietly()
+            raise
+
+    async def _run(self) -> DeployResult:
+        request = self.init_request()
+        while True:
+            try:
+                await self.client.wait_connected()
+                reply = await self.client.init_upload(request)
+                self.upload_id = reply.upload_id
+                await self._send_pass(reply)
+                break
+            except ConnectionLost as error:
+                self.resumes += 1
+                if self.resumes > MAX_RESUMES:
+                    raise
+                log.info("connection lost during upload (%s); resuming", error)
+                await self.client.wait_connected()
+        self._report("installing", force=True)
+        result = await self.client.complete_upload(
+            m.CompleteUpload(
+                upload_id=self.upload_id,
+                create_shortcut=self.options.create_shortcut or None,
+                shortcut=self._shortcut() if self.options.create_shortcut else None,
+                user_id=self.options.user_id,
+                restart_steam=self.options.restart_steam or None,
+            ),
+            timeout=max(self.client.request_timeout, self.total / INSTALL_RATE),
+        )
+        self._report("done", force=True)
+        return DeployResult(
+            game_name=self.options.game_name,
+            path=result.path or "",
+            app_id=result.app_id,
+            shortcut_error=result.shortcut_error,
+            files=len(self.files),
+            total_bytes=self.total,
+            bytes_sent=self.sent,
+            bytes_skipped=self.skipped,
+            resumes=self.resumes,
+            seconds=time.monotonic() - self._started,
+            upload_id=self.upload_id,
+        )
+
+    def _shortcut(self) -> m.CompleteShortcut:
+        return m.CompleteShortcut(
+            name=self.options.shortcut_name or self.options.game_name,
+            exe=self.options.executable,
+            launch_options=self.options.launch_options,
+            artwork=self.options.artwork,
+        )
+
+    async def _cancel_quietly(self) -> None:
+        if not self.upload_id:
+            return
+        with contextlib.suppress(HubError, asyncio.TimeoutError, OSError):
+            await asyncio.wait_for(self.client.cancel_upload(self.upload_id), 5)
+
+    async def _send_pass(self, reply: m.UploadInitResponse) -> None:
+        """Send every byte the agent does not hold, keeping a window of chunks in flight."""
+        held = reply.resume_from or {}
+        chunk_size = reply.chunk_size
+        plan: list[tuple[LocalFile, int]] = []
+        self.skipped = 0
+        for file in self.files:
+            held_bytes = min(held.get(file.relative_path, 0), file.size)
+            # resumeFrom is a verified prefix; resume at the chunk boundary at or before it.
+            start = file.size if held_bytes >= file.size else held_bytes - held_bytes % chunk_size
+            self.skipped += start
+            if start < file.size:
+                plan.append((file, start))
+        self.acked = 0
+        window = asyncio.Semaphore(max(1, self.options.window_bytes // chunk_size))
+        inflight: set[asyncio.Future[m.UploadChunkResponse]] = set()
+        rejected: list[tuple[LocalFile, int, int, str]] = []
+        lost: list[BaseException] = []
+
+        def settle(file: LocalFile, offset: int, length: int, ack: asyncio.Future[m.UploadChunkResponse]) -> None:
+            window.release()
+            inflight.discard(ack)
+            if ack.cancelled():
+                return
+            error = ack.exception()
+            if error is None:
+                self.acked += length
+                self._report("uploading")
+            elif isinstance(error, AgentError) and error.code == 400:
+                rejected.append((file, offset, length, error.message))
+            else:
+                lost.append(error)
+
+        for file, start in plan:
+            self._current = file.relative_path
+            with file.path.open("rb") as handle:
+                offset = start
+                while offset < file.size:
+                    if lost:
+                        break
+                    length = min(chunk_size, file.size - offset)
+                    await window.acquire()
+                    data, checksum = await asyncio.to_thread(_read_chunk, handle, offset, length)
+                    ack = await self._send(file, offset, data, checksum, window)
+                    inflight.add(ack)
+                    ack.add_done_callback(functools.partial(settle, file, offset, length))
+                    offset += length
+            if lost:
+                break
+        if inflight:
+            await asyncio.wait(set(inflight))
+        if lost:
+            error = lost[0]
+            raise error if isinstance(error, HubError) else ConnectionLost(str(error))
+        await self._resend(rejected)
+
+    async def _send(
+        self, file: LocalFile, offset: int, data: bytes, checksum: str, window: asyncio.Semaphore
+    ) -> asyncio.Future[m.UploadChunkResponse]:
+        header = m.ChunkHeader(
+            id=new_message_id(), upload_id=self.upload_id, file_path=file.relative_path, offset=offset, checksum=checksum
+        )
+        try:
+            ack = await self.client.send_chunk(header, data)
+        except BaseException:
+            window.release()
+            raise
+        self.sent += len(data)
+        return ack
+
+    async def _resend(self, rejected: list[tuple[LocalFile, int, int, str]]) -> None:
+        """A chunk the agent rejected (checksum mismatch, say) is read again and re-sent, a few times."""
+        for file, offset, length, first_error in rejected:
+            reason = first_error
+            for _ in range(CHUNK_RETRIES):
+                with file.path.open("rb") as handle:
+                    data, checksum = await asyncio.to_thread(_read_chunk, handle, offset, length)
+                header = m.ChunkHeader(
+                    id=new_message_id(), upload_id=self.upload_id, file_path=file.relative_path, offset=offset,
+                    checksum=checksum,
+                )
+                ack = await self.client.send_chunk(header, data)
+                self.sent += len(data)
+                try:
+                    await ack
+                except AgentError as error:
+                    if error.code != 400:
+                        raise
+                    reason = error.message
+                    continue
+                self.acked += length
+                break
+            else:
+                raise AgentError(400, f"{file.relative_path} at {offset}: rejected {CHUNK_RETRIES + 1} times ({reason})")
+
+    def _report(self, phase: str, force: bool = False) -> None:
+        if self._progress is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_report < 0.1:
+            return
+        self._last_report = now
+        elapsed = max(now - self._started, 1e-6)
+        speed = self.acked / elapsed
+        done = min(self.total, self.skipped + self.acked)
+        left = self.total - done
+        self._progress(
+            DeployProgress(
+                phase=phase,
+                game_name=self.options.game_name,
+                current_file=self._current,
+                done_bytes=done,
+                total_bytes=self.total,
+                bytes_per_second=speed,
+                seconds_remaining=left / speed if speed > 0 else None,
+            )
+        )
+
+
+def _read_chunk(handle: BinaryIO, offset: int, length: int) -> tuple[bytes, str]:
+    """Read one slice and its SHA-256 (runs in a worker thread; portable seek+read, no pread)."""
+    handle.seek(offset)
+    data = handle.read(length)
+    if len(data) != length:
+        raise HubError(f"{handle.name} changed while deploying (short read at {offset})")
+    return data, hashlib.sha256(data).hexdigest()
+
+
+async def prepare(
+    folder: Path, cache: HashCache | None = None, progress: ProgressCallback | None = None
+) -> tuple[list[LocalFile], dict[str, str]]:
+    """Scan the folder and hash its files (only those the cache does not know)."""
+    files = await asyncio.to_thread(scan_folder, folder)
+    hashes = await hash_files(files, cache) if cache is not None else await hash_files(files, None)
+    return files, hashes
+
+
+async def deploy_folder(
+    client: HubClient,
+    folder: Path,
+    options: DeployOptions,
+    progress: ProgressCallback | None = None,
+    cache: HashCache | None = None,
+    prepared: tuple[list[LocalFile], dict[str, str]] | None = None,
+) -> DeployResult:
+    files, hashes = prepared if prepared is not None else await prepare(folder, cache)
+    return await Deployment(client, files, hashes, options, progress).run()
