@@ -31,7 +31,7 @@ chromium:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 demo: $(PY_STAMP)
-	$(PY) -m capydeploy.demo
+	$(PY) scripts/demo.py
 
 lint: setup
 	$(VENV)/bin/ruff check backend tests scripts

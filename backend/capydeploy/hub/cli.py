@@ -226,12 +226,99 @@ def _default_executable(files: list[LocalFile]) -> str | None:
     return candidates[0] if candidates else None
 
 
+async def cmd_shortcuts(args: argparse.Namespace, out: Output) -> int:
+    client = await open_client(args, args.agent, out)
+    try:
+        user = args.user or await _default_user(client)
+        shortcuts = await client.list_shortcuts(user)
+    finally:
+        await client.close()
+
+    def show() -> None:
+        if not shortcuts.shortcuts:
+            out.line("no shortcuts")
+        for shortcut in shortcuts.shortcuts:
+            out.line(f"{shortcut.app_id:>10}  {shortcut.name}  {shortcut.exe}")
+
+    out.result(shortcuts, show)
+    return EXIT_OK
+
+
+async def _default_user(client: HubClient) -> str:
+    """The only Steam user on the device; several users need --user."""
+    users = (await client.get_steam_users()).users
+    if len(users) == 1:
+        return users[0].id
+    if not users:
+        raise ValueError("no Steam user on the device")
+    raise ValueError("several Steam users on the device; choose one with --user (see `users`)")
+
+
+async def cmd_delete_shortcut(args: argparse.Namespace, out: Output) -> int:
+    client = await open_client(args, args.agent, out)
+    try:
+        user = args.user or await _default_user(client)
+        result = await client.delete_shortcut(user, args.app_id, restart_steam=args.restart_steam)
+    finally:
+        await client.close()
+    out.result(result, lambda: out.line(f"deleted shortcut {args.app_id}"))
+    return EXIT_OK
+
+
+async def cmd_artwork(args: argparse.Namespace, out: Output) -> int:
+    artwork = await artwork_from_args(args, "")
+    if artwork is None:
+        raise ValueError("give at least one of --grid, --banner, --hero, --logo, --icon")
+    client = await open_client(args, args.agent, out)
+    try:
+        user = args.user or await _default_user(client)
+        result = await client.apply_artwork(user, args.app_id, artwork, restart_steam=args.restart_steam)
+    finally:
+        await client.close()
+
+    def show() -> None:
+        if result.applied:
+            out.line("applied: " + ", ".join(result.applied))
+        for failure in result.failed:
+            out.line(f"failed: {failure.type}: {failure.error}")
+
+    out.result(result, show)
+    return EXIT_OK if not result.failed else EXIT_FAILED
+
+
+async def cmd_restart_steam(args: argparse.Namespace, out: Output) -> int:
+    client = await open_client(args, args.agent, out)
+    try:
+        result = await client.restart_steam()
+    finally:
+        await client.close()
+    out.result(result, lambda: out.line(result.message))
+    return EXIT_OK if result.success else EXIT_FAILED
+
+
+async def cmd_remove(args: argparse.Namespace, out: Output) -> int:
+    client = await open_client(args, args.agent, out)
+    try:
+        result = await client.delete_game(
+            m.DeleteGame(game_name=args.game, user_id=args.user, restart_steam=args.restart_steam or None)
+        )
+    finally:
+        await client.close()
+    out.result(result, lambda: out.line(result.message or f"removed {args.game}"))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int]]] = {
     "pair": cmd_pair,
     "info": cmd_info,
     "config": cmd_config,
     "users": cmd_users,
     "deploy": cmd_deploy,
+    "shortcuts": cmd_shortcuts,
+    "delete-shortcut": cmd_delete_shortcut,
+    "artwork": cmd_artwork,
+    "restart-steam": cmd_restart_steam,
+    "remove": cmd_remove,
 }
 
 
@@ -263,6 +350,32 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--no-shortcut", action="store_true", help="install only; do not create a Steam shortcut")
     deploy.add_argument("--restart-steam", action="store_true", help="allow the agent to restart Steam to add the shortcut")
     add_artwork_arguments(deploy, auto=True)
+
+    shortcuts = commands.add_parser("shortcuts", help="list the Steam shortcuts of a user on the device")
+    shortcuts.add_argument("agent", metavar="AGENT", help=agent_help)
+    shortcuts.add_argument("--user", default=None, metavar="ID", help="Steam user (default: the only one)")
+
+    delete = commands.add_parser("delete-shortcut", help="delete a Steam shortcut and its artwork")
+    delete.add_argument("agent", metavar="AGENT", help=agent_help)
+    delete.add_argument("app_id", metavar="APPID", type=int, help="the shortcut's app id (see `shortcuts`)")
+    delete.add_argument("--user", default=None, metavar="ID")
+    delete.add_argument("--restart-steam", action="store_true", help="allow restarting Steam to apply it")
+
+    art = commands.add_parser("artwork", help="set a shortcut's artwork from image URLs")
+    art.add_argument("agent", metavar="AGENT", help=agent_help)
+    art.add_argument("app_id", metavar="APPID", type=int)
+    art.add_argument("--user", default=None, metavar="ID")
+    art.add_argument("--restart-steam", action="store_true", help="allow restarting Steam to apply it")
+    add_artwork_arguments(art, auto=False)
+
+    restart = commands.add_parser("restart-steam", help="restart Steam on the device")
+    restart.add_argument("agent", metavar="AGENT", help=agent_help)
+
+    remove = commands.add_parser("remove", help="uninstall a game: its shortcut, artwork and folder")
+    remove.add_argument("agent", metavar="AGENT", help=agent_help)
+    remove.add_argument("game", metavar="GAME", help="the game's folder name on the device")
+    remove.add_argument("--user", default=None, metavar="ID")
+    remove.add_argument("--restart-steam", action="store_true", help="allow restarting Steam to apply it")
     return parser
 
 
