@@ -136,24 +136,17 @@ class Deployment:
                 reply = await self.client.init_upload(request)
                 self.upload_id = reply.upload_id
                 await self._send_pass(reply)
+                self._report("installing", force=True)
+                result = await self.client.complete_upload(self._complete_request(), timeout=self._complete_timeout())
                 break
             except ConnectionLost as error:
+                # Resume: the agent keeps what it verified (or, if the install went through, the
+                # unchanged files), so the next pass sends only what is missing.
                 self.resumes += 1
                 if self.resumes > MAX_RESUMES:
                     raise
-                log.info("connection lost during upload (%s); resuming", error)
+                log.info("connection lost during the deploy (%s); resuming", error)
                 await self.client.wait_connected()
-        self._report("installing", force=True)
-        result = await self.client.complete_upload(
-            m.CompleteUpload(
-                upload_id=self.upload_id,
-                create_shortcut=self.options.create_shortcut or None,
-                shortcut=self._shortcut() if self.options.create_shortcut else None,
-                user_id=self.options.user_id,
-                restart_steam=self.options.restart_steam or None,
-            ),
-            timeout=max(self.client.request_timeout, self.total / INSTALL_RATE),
-        )
         self._report("done", force=True)
         return DeployResult(
             game_name=self.options.game_name,
@@ -168,6 +161,19 @@ class Deployment:
             seconds=time.monotonic() - self._started,
             upload_id=self.upload_id,
         )
+
+    def _complete_request(self) -> m.CompleteUpload:
+        return m.CompleteUpload(
+            upload_id=self.upload_id,
+            create_shortcut=self.options.create_shortcut or None,
+            shortcut=self._shortcut() if self.options.create_shortcut else None,
+            user_id=self.options.user_id,
+            restart_steam=self.options.restart_steam or None,
+        )
+
+    def _complete_timeout(self) -> float:
+        """complete_upload verifies and installs: allow time for big games beyond the 30 s default."""
+        return max(self.client.request_timeout, self.total / INSTALL_RATE)
 
     def _shortcut(self) -> m.CompleteShortcut:
         return m.CompleteShortcut(

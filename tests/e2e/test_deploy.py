@@ -1,0 +1,224 @@
+"""Deploys end to end: a real Hub and a real Agent on loopback, real files on both sides."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from capydeploy.agent.server import Agent
+from capydeploy.hub.client import HubClient
+from capydeploy.hub.deploy import DeployOptions, DeployProgress
+from capydeploy.hub.errors import AgentError
+from capydeploy.protocol import messages as m
+from capydeploy.protocol import new_message_id
+from tests.conftest import AgentFactory, code_from_state, url_of
+
+MiB = 1024 * 1024
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()
+    }
+
+
+def make_game(folder: Path, files: dict[str, bytes]) -> Path:
+    for relative, data in files.items():
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def options(name: str, **extra: object) -> DeployOptions:
+    return DeployOptions(game_name=name, create_shortcut=False, **extra)  # type: ignore[arg-type]
+
+
+async def test_tree_arrives_byte_identical(agent: Agent, paired_hub: HubClient, tmp_path: Path) -> None:
+    deep = "/".join(f"level{i}" for i in range(20)) + "/bottom.bin"
+    files = {
+        "game.x86_64": b"#!/bin/sh\necho hi\n",
+        "empty.txt": b"",
+        "data/big.pak": os.urandom(3 * MiB + 17),
+        "data/exactly-one-chunk.bin": os.urandom(MiB),
+        "données/ünïcødé 文件.txt": "héllo".encode(),
+        deep: os.urandom(1000),
+    }
+    game = make_game(tmp_path / "src" / "My Game", files)
+    result = await paired_hub.deploy(game, options("My Game", executable="game.x86_64"))
+    installed = agent.install_dir / "My Game"
+    assert result.path == str(installed)
+    assert tree(installed) == files
+    assert os.stat(installed / "game.x86_64").st_mode & 0o777 == 0o755
+    assert result.bytes_sent == sum(len(data) for data in files.values())
+
+
+async def test_zero_byte_game(agent: Agent, paired_hub: HubClient, tmp_path: Path) -> None:
+    game = make_game(tmp_path / "Nothing", {"a/empty": b"", "b": b""})
+    result = await paired_hub.deploy(game, options("Nothing"))
+    assert tree(agent.install_dir / "Nothing") == {"a/empty": b"", "b": b""}
+    assert result.bytes_sent == 0
+
+
+async def test_incremental_redeploy_sends_only_changed_files(
+    agent: Agent, paired_hub: HubClient, tmp_path: Path
+) -> None:
+    files = {f"data/f{i}.bin": os.urandom(256 * 1024) for i in range(8)}
+    game = make_game(tmp_path / "Inc", files)
+    first = await paired_hub.deploy(game, options("Inc"))
+    assert first.bytes_sent == 8 * 256 * 1024
+    changed = os.urandom(300 * 1024)
+    (game / "data/f3.bin").write_bytes(changed)
+    (game / "new.txt").write_bytes(b"new file")
+    second = await paired_hub.deploy(game, options("Inc"))
+    assert second.bytes_sent == len(changed) + len(b"new file")
+    assert second.bytes_skipped == 7 * 256 * 1024
+    assert tree(agent.install_dir / "Inc") == tree(game)
+    third = await paired_hub.deploy(game, options("Inc"))
+    assert third.bytes_sent == 0
+
+
+@pytest.mark.parametrize("phase", ["uploading", "installing"])
+async def test_connection_cut_midway_resumes(
+    agent: Agent, paired_hub: HubClient, tmp_path: Path, phase: str
+) -> None:
+    files = {"big.bin": os.urandom(24 * MiB), "small.bin": os.urandom(1000)}
+    game = make_game(tmp_path / "Cut", files)
+    cut = False
+
+    def on_progress(progress: DeployProgress) -> None:
+        nonlocal cut
+        if not cut and progress.phase == phase and progress.done_bytes > 0:
+            cut = True
+            session = agent.session
+            assert session is not None
+            session.websocket.transport.abort()
+
+    result = await paired_hub.deploy(game, options("Cut"), progress=on_progress)
+    assert cut and result.resumes >= 1
+    assert tree(agent.install_dir / "Cut") == files
+    resent = result.bytes_sent - sum(len(data) for data in files.values())
+    assert resent <= 16 * MiB, f"{resent} bytes sent again"
+
+
+async def test_agent_restart_midway_resumes(
+    agent_factory: AgentFactory, tmp_path: Path, hub_config: Path
+) -> None:
+    agent = await agent_factory()
+    files = {"big.bin": os.urandom(20 * MiB)}
+    game = make_game(tmp_path / "Restart", files)
+    client = HubClient(url_of(agent), config_dir=hub_config, pair=code_from_state(agent), reconnect=False)
+    await client.connect()
+    stopped = asyncio.Event()
+
+    def on_progress(progress: DeployProgress) -> None:
+        if progress.done_bytes > 8 * MiB and not stopped.is_set():
+            stopped.set()
+
+    task = asyncio.create_task(client.deploy(game, options("Restart"), progress=on_progress))
+    await stopped.wait()
+    await agent.stop()  # the process goes away mid-upload
+    with pytest.raises(Exception):  # noqa: B017 - any connection error ends this attempt
+        await task
+    await client.close()
+    # A new Agent over the same folders, on the same port: the hub's next deploy resumes.
+    again = await agent_factory(data_dir=agent.data_dir, port=agent.port)
+    client = HubClient(url_of(again), config_dir=hub_config)
+    await client.connect()
+    init = await client.init_upload(
+        (await _deployment(client, game)).init_request()
+    )
+    assert init.resume_from and init.resume_from["big.bin"] >= 4 * MiB
+    result = await client.deploy(game, options("Restart"))
+    assert result.bytes_skipped >= 4 * MiB
+    assert result.bytes_sent <= 20 * MiB - 4 * MiB
+    assert tree(again.install_dir / "Restart") == files
+    await client.close()
+
+
+async def _deployment(client: HubClient, game: Path):  # type: ignore[no-untyped-def]
+    from capydeploy.hub.deploy import Deployment, prepare
+
+    files, hashes = await prepare(game)
+    return Deployment(client, files, hashes, options(game.name))
+
+
+async def test_cancel_keeps_previous_version(agent: Agent, paired_hub: HubClient, tmp_path: Path) -> None:
+    v1 = {"game.bin": os.urandom(MiB), "keep.txt": b"version 1"}
+    game = make_game(tmp_path / "Keep", v1)
+    await paired_hub.deploy(game, options("Keep"))
+    (game / "game.bin").write_bytes(os.urandom(16 * MiB))
+    (game / "keep.txt").write_bytes(b"version 2")
+    def on_progress(progress: DeployProgress) -> None:
+        if progress.phase == "uploading" and 0 < progress.done_bytes < progress.total_bytes:
+            task.cancel()  # what Ctrl-C does in the CLI: the deployment sends cancel_upload
+
+    task = asyncio.create_task(paired_hub.deploy(game, options("Keep"), progress=on_progress))
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert tree(agent.install_dir / "Keep") == v1
+    staging = agent.install_dir / ".capydeploy" / "staging"
+    for _ in range(100):
+        if not staging.exists() or not any(staging.iterdir()):
+            break
+        await asyncio.sleep(0.05)
+    assert not staging.exists() or not any(staging.iterdir())
+    assert agent.snapshot().upload is None
+
+
+async def test_checksum_mismatch_is_400_and_healed_by_resend(
+    agent: Agent, paired_hub: HubClient, tmp_path: Path
+) -> None:
+    data = os.urandom(2000)
+    request = m.InitUpload(
+        config=m.UploadConfig(game_name="Heal"),
+        total_size=len(data),
+        files=[m.UploadFile(relative_path="a.bin", size=len(data), sha256=hashlib.sha256(data).hexdigest())],
+    )
+    init = await paired_hub.init_upload(request)
+    bad = m.ChunkHeader(
+        id=new_message_id(), upload_id=init.upload_id, file_path="a.bin", offset=0,
+        checksum=hashlib.sha256(b"something else").hexdigest(),
+    )
+    with pytest.raises(AgentError) as caught:
+        await (await paired_hub.send_chunk(bad, data))
+    assert caught.value.code == 400 and "checksum" in caught.value.message
+    with pytest.raises(AgentError) as missing:
+        await paired_hub.complete_upload(m.CompleteUpload(upload_id=init.upload_id))
+    assert missing.value.code == 400 and "a.bin" in missing.value.message
+    good = bad.model_copy(update={"id": new_message_id(), "checksum": hashlib.sha256(data).hexdigest()})
+    ack = await (await paired_hub.send_chunk(good, data))
+    assert ack.total_written == len(data)
+    done = await paired_hub.complete_upload(m.CompleteUpload(upload_id=init.upload_id))
+    assert done.success and (agent.install_dir / "Heal" / "a.bin").read_bytes() == data
+
+
+async def test_unknown_upload_is_404(agent: Agent, paired_hub: HubClient) -> None:
+    header = m.ChunkHeader(id=new_message_id(), upload_id="nope", file_path="a", offset=0)
+    with pytest.raises(AgentError) as caught:
+        await (await paired_hub.send_chunk(header, b"x"))
+    assert caught.value.code == 404
+    with pytest.raises(AgentError) as cancel:
+        await paired_hub.cancel_upload("nope")
+    assert cancel.value.code == 404
+
+
+async def test_progress_events_and_state_during_upload(agent: Agent, paired_hub: HubClient, tmp_path: Path) -> None:
+    pushes: list[m.UploadProgress | m.OperationEvent] = []
+    paired_hub.subscribe(lambda _type, payload: pushes.append(payload) if isinstance(payload, (m.UploadProgress, m.OperationEvent)) else None)  # type: ignore[func-returns-value]
+    snapshots = []
+    agent.add_state_listener(lambda snapshot: snapshots.append(snapshot.upload) if snapshot.upload else None)  # type: ignore[func-returns-value]
+    game = make_game(tmp_path / "Prog", {"a.bin": os.urandom(6 * MiB)})
+    await paired_hub.deploy(game, options("Prog"))
+    progress = [p for p in pushes if isinstance(p, m.UploadProgress)]
+    events = [p for p in pushes if isinstance(p, m.OperationEvent)]
+    assert progress and progress[-1].percentage == 100.0
+    assert [e.status for e in events][0] == m.OperationStatus.START
+    assert events[-1].status == m.OperationStatus.COMPLETE and events[-1].game_name == "Prog"
+    assert snapshots and snapshots[-1].game_name == "Prog" and snapshots[-1].total_bytes == 6 * MiB
+    assert agent.snapshot().recent_installs[0].game_name == "Prog"
