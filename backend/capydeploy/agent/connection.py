@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Requests of one hub handled at once; past this the session stops reading (back-pressure).
+MAX_CONCURRENT_REQUESTS = 128
+
 Handler = Callable[["HubSession", Any], Awaitable[BaseModel | None]]
 
 
@@ -142,7 +145,13 @@ class HubSession:
             reason = "pairing required" if self.hub_id else "send hub_connected first"
             await self.reply_error(ErrorCode.UNAUTHORIZED, f"unauthorized: {reason}", request_id)
         else:
-            self._spawn(self._answer(request_id, message_type, payload))
+            await self._spawn_bounded(self._answer(request_id, message_type, payload))
+
+    async def _spawn_bounded(self, coroutine: Awaitable[None]) -> None:
+        """Start a request task, but read no further while too many are still running."""
+        while len(self._tasks) >= MAX_CONCURRENT_REQUESTS:
+            await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
+        self._spawn(coroutine)
 
     def _spawn(self, coroutine: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
@@ -259,7 +268,7 @@ class HubSession:
             self._room.clear()
             await self._room.wait()
         self._unacked_bytes += len(data)
-        self._spawn(self._answer_chunk(data))
+        await self._spawn_bounded(self._answer_chunk(data))
 
     async def _answer_chunk(self, data: bytes) -> None:
         request_id: str | None = None
