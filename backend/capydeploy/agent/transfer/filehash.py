@@ -1,0 +1,147 @@
+"""A staged file's whole-file SHA-256, computed in order while chunks arrive, so completion rarely re-reads.
+
+Chunks are stored by several worker threads at once, yet SHA-256 must see the bytes in order. Each
+chunk that continues the claimed prefix becomes a node of a chain, run on one dedicated hash thread
+(so nodes run in claim order and never wait for each other): a node copies the hash state left by
+the previous node and feeds its own bytes. A node counts only once its chunk was verified and
+written (`commit`); stores finish in any order, so a node committed early waits in `_pending` until
+the prefix reaches it. If any node fails, the chain is dropped (`gen` moves on) and whatever was not
+hashed in order is read back from disk (`claim_catch_up`, and at completion).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Protocol
+
+from .filesystem import BytesLike
+
+
+class Hasher(Protocol):
+    def update(self, data: BytesLike, /) -> None: ...
+
+    def copy(self) -> Hasher: ...
+
+    def hexdigest(self) -> str: ...
+
+
+def new_hasher() -> Hasher:
+    return hashlib.sha256()
+
+
+@dataclass(frozen=True, slots=True)
+class HashClaim:
+    """The right to extend the hash over `[start, end)`, valid while `gen` is current."""
+
+    gen: int
+    start: int
+    end: int
+    prev: Future[Hasher] | None
+    base: Hasher | None
+
+    def starting_state(self) -> Hasher:
+        """The hash state before `start` (runs on the hash thread, after the previous node)."""
+        if self.prev is not None:
+            return self.prev.result().copy()
+        assert self.base is not None
+        return self.base.copy()
+
+
+class FileHash:
+    """Hash state of one staged file; touched only on the event loop, except inside worker jobs."""
+
+    __slots__ = ("_pending", "_tail", "_tail_end", "gen", "hasher", "upto")
+
+    def __init__(self) -> None:
+        self.hasher: Hasher = new_hasher()
+        self.upto = 0  # bytes [0, upto) are in self.hasher
+        self.gen = 0  # bumped whenever in-flight nodes must no longer count
+        self._tail: Future[Hasher] | None = None
+        self._tail_end = 0  # end of the last node handed out
+        self._pending: dict[int, tuple[int, Hasher]] = {}  # start -> (end, state) committed early
+
+    @property
+    def claimed_end(self) -> int:
+        """Bytes below this are hashed or being hashed; rewriting them spoils the hash."""
+        return self._tail_end
+
+    def claim(self, start: int, end: int) -> HashClaim | None:
+        """A node for a chunk at `start`, if it continues the chain."""
+        if start != self._tail_end or end <= start:
+            return None
+        if self._tail is None or self.upto == start:
+            return HashClaim(self.gen, start, end, None, self.hasher)
+        return HashClaim(self.gen, start, end, self._tail, None)
+
+    def claim_catch_up(self, held_prefix_end: int, limit: int) -> HashClaim | None:
+        """A node that reads held-but-unhashed bytes back from disk, when no chain is in flight."""
+        if self._tail_end != self.upto or held_prefix_end <= self.upto:
+            return None
+        return HashClaim(self.gen, self.upto, min(held_prefix_end, self.upto + limit), None, self.hasher)
+
+    def chained(self, claim: HashClaim, future: Future[Hasher]) -> None:
+        self._tail = future
+        self._tail_end = claim.end
+
+    def commit(self, claim: HashClaim, hasher: Hasher) -> bool:
+        """The node's chunk is stored: count its state (now, or once every earlier node counts)."""
+        if claim.gen != self.gen:
+            return False
+        if claim.start > self.upto:
+            self._pending[claim.start] = (claim.end, hasher)
+            return True
+        if claim.start < self.upto:
+            self._break_chain()
+            return False
+        self.hasher = hasher
+        self.upto = claim.end
+        while (ready := self._pending.pop(self.upto, None)) is not None:
+            self.upto, self.hasher = ready
+        return True
+
+    def abandon(self, claim: HashClaim) -> None:
+        """The node will not count; later nodes built on it must not either."""
+        if claim.gen == self.gen:
+            self._break_chain()
+
+    def invalidate(self) -> None:
+        """Bytes already hashed were rewritten: start over (completion re-reads from disk)."""
+        self.hasher = new_hasher()
+        self.upto = 0
+        self._break_chain()
+
+    def restore(self, hasher: Hasher, upto: int) -> None:
+        """Adopt a state rebuilt from disk (after an Agent restart)."""
+        self.hasher = hasher
+        self.upto = upto
+        self._break_chain()
+
+    def _break_chain(self) -> None:
+        self.gen += 1
+        self._tail = None
+        self._tail_end = self.upto
+        self._pending.clear()
+
+
+def hash_bytes_after(claim: HashClaim, data: BytesLike) -> Hasher:
+    """Worker job: extend the chain with a chunk still in memory."""
+    hasher = claim.starting_state()
+    hasher.update(data)
+    return hasher
+
+
+def hash_disk_after(claim: HashClaim, read: Callable[[int, int], bytes], piece: int) -> Hasher:
+    """Worker job: extend the chain with bytes read back from the staged file."""
+    hasher = claim.starting_state()
+    offset = claim.start
+    while offset < claim.end:
+        length = min(piece, claim.end - offset)
+        data = read(offset, length)
+        if len(data) != length:
+            raise OSError(f"staged file ended at byte {offset + len(data)} while hashing")
+        hasher.update(data)
+        offset += length
+    return hasher

@@ -1,0 +1,147 @@
+"""The file layer under staging: a replaceable writer (for fault tests) and a few careful path helpers."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+BytesLike = bytes | bytearray | memoryview
+
+# Linux PATH_MAX counts the terminating NUL; longer paths fail with ENAMETOOLONG.
+MAX_PATH_BYTES = 4095
+
+STAGED_FILE_MODE = 0o644
+EXECUTABLE_MODE = 0o755
+DIRECTORY_MODE = 0o755
+
+
+@runtime_checkable
+class FileWriter(Protocol):
+    """Every byte of staged data is written through one of these.
+
+    Handles are opaque ints (file descriptors for the real writer). A test substitutes a writer
+    that raises `OSError(errno.ENOSPC)` at a chosen byte to prove a failing disk never damages the
+    installed game.
+    """
+
+    def open(self, path: Path) -> int:
+        """Open `path` for reading and writing, creating it (mode 0644) when missing."""
+        ...
+
+    def pwrite(self, handle: int, data: BytesLike, offset: int) -> int:
+        """Write at `offset`; may write fewer bytes than given (like os.pwrite)."""
+        ...
+
+    def pread(self, handle: int, length: int, offset: int) -> bytes: ...
+
+    def truncate(self, handle: int, size: int) -> None: ...
+
+    def fsync(self, handle: int) -> None: ...
+
+    def close(self, handle: int) -> None: ...
+
+
+class OsFileWriter:
+    """The real writer: plain file descriptors, positional I/O (no shared file offset between threads)."""
+
+    def open(self, path: Path) -> int:
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+        return os.open(path, flags, STAGED_FILE_MODE)
+
+    def pwrite(self, handle: int, data: BytesLike, offset: int) -> int:
+        return os.pwrite(handle, data, offset)
+
+    def pread(self, handle: int, length: int, offset: int) -> bytes:
+        return os.pread(handle, length, offset)
+
+    def truncate(self, handle: int, size: int) -> None:
+        os.ftruncate(handle, size)
+
+    def fsync(self, handle: int) -> None:
+        os.fsync(handle)
+
+    def close(self, handle: int) -> None:
+        os.close(handle)
+
+
+def write_all(writer: FileWriter, handle: int, data: BytesLike, offset: int) -> None:
+    """pwrite until every byte is down; a short write is retried, a zero-byte one is an I/O error."""
+    view = memoryview(data)
+    done = 0
+    total = len(view)
+    while done < total:
+        written = writer.pwrite(handle, view[done:], offset + done)
+        if written <= 0:
+            raise OSError(errno.EIO, "the disk accepted no bytes")
+        done += written
+
+
+def read_exactly(writer: FileWriter, handle: int, length: int, offset: int) -> bytes:
+    """pread `length` bytes, or fewer only when the file ends first."""
+    data = writer.pread(handle, length, offset)
+    if len(data) == length or not data:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < length:
+        more = writer.pread(handle, length - got, offset + got)
+        if not more:
+            break
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def disk_free_bytes(path: Path) -> int:
+    """Free bytes for an unprivileged writer on the filesystem that holds (or will hold) `path`."""
+    probe = Path(path)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+def is_inside(path: Path, root: Path) -> bool:
+    """True when `path` is `root` or below it (both already resolved)."""
+    return path == root or path.is_relative_to(root)
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file, a symlink (never what it points to) or a whole folder; missing is fine."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(info.st_mode):
+        try:
+            shutil.rmtree(path)
+        except FileNotFoundError:
+            # Something vanished under us while we removed the folder; finish the job.
+            if path.exists():
+                shutil.rmtree(path)
+    else:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def allocated_bytes(folder: Path) -> int:
+    """Disk space a folder's files take that deleting it would free (hard-linked files free nothing)."""
+    total = 0
+    for dirpath, _dirnames, filenames in os.walk(folder):
+        for name in filenames:
+            try:
+                info = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+                total += info.st_blocks * 512
+    return total
+
+
+def path_too_long(path: Path) -> bool:
+    return len(os.fsencode(path)) > MAX_PATH_BYTES

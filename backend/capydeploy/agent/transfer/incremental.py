@@ -1,0 +1,116 @@
+"""Incremental redeploy: carry files the installed version already holds into the staged tree.
+
+A listed file whose (path, size, sha256) equals the installed manifest's, and whose installed copy is
+unchanged since (size and mtime), is hard-linked into staging (no data moves); where links are not
+possible (another filesystem, no permission, exFAT) it is copied and hashed on the way, so a copy
+that does not match is never counted. These functions run in worker threads.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .filehash import Hasher
+from .filesystem import FileWriter, remove_path, write_all
+from .manifest import InstalledManifest, unchanged_installed_file
+from .session import StagedFile
+
+# Errors after which a copy is worth trying instead of a hard link.
+_NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES})
+
+
+@dataclass(frozen=True, slots=True)
+class CarryItem:
+    index: int
+    source: Path
+    dest: Path
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class CarryResult:
+    index: int
+    linked: bool
+    # (size, mtime_ns) of the linked file, to notice an edit of the shared data before the swap.
+    stat: tuple[int, int] | None = None
+    # The copy's hash state over the whole file (the copy path hashes as it goes).
+    hasher: Hasher | None = None
+
+
+def plan_carry(
+    files: list[StagedFile], manifest: InstalledManifest | None, game_dir: Path
+) -> list[CarryItem]:
+    """Files with a sha256 that the installed version holds unchanged and staging does not yet hold."""
+    if manifest is None:
+        return []
+    try:
+        game_dir_real = Path(os.path.realpath(game_dir))
+    except OSError:
+        return []
+    plan: list[CarryItem] = []
+    for staged in files:
+        if staged.sha256 is None or staged.complete:
+            continue
+        source = unchanged_installed_file(
+            manifest, game_dir_real, staged.relative_path, staged.size, staged.sha256
+        )
+        if source is not None:
+            plan.append(CarryItem(staged.index, source, staged.path, staged.size, staged.sha256))
+    return plan
+
+
+def carry_file(item: CarryItem, writer: FileWriter, piece: int) -> CarryResult | None:
+    """Link (or copy and verify) one file; None when it could not be carried (the Hub will send it)."""
+    item.dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if os.path.lexists(item.dest) and os.path.samefile(item.source, item.dest):
+            return _linked(item)
+    except OSError:
+        pass
+    remove_path(item.dest)
+    try:
+        os.link(item.source, item.dest, follow_symlinks=False)
+        return _linked(item)
+    except OSError as exc:
+        if exc.errno not in _NO_LINK:
+            return None
+    return _copy_verified(item, writer, piece)
+
+
+def _linked(item: CarryItem) -> CarryResult | None:
+    info = os.lstat(item.dest)
+    if info.st_size != item.size:
+        return None
+    return CarryResult(item.index, linked=True, stat=(info.st_size, info.st_mtime_ns))
+
+
+def _copy_verified(item: CarryItem, writer: FileWriter, piece: int) -> CarryResult | None:
+    hasher = hashlib.sha256()
+    handle = writer.open(item.dest)
+    copied = 0
+    try:
+        writer.truncate(handle, 0)
+        with open(item.source, "rb") as source:
+            buffer = bytearray(piece)
+            view = memoryview(buffer)
+            while True:
+                count = source.readinto(buffer)
+                if not count:
+                    break
+                write_all(writer, handle, view[:count], copied)
+                hasher.update(view[:count])
+                copied += count
+    except OSError:
+        writer.close(handle)
+        remove_path(item.dest)
+        return None
+    writer.close(handle)
+    if copied != item.size or hasher.hexdigest() != item.sha256:
+        remove_path(item.dest)
+        return None
+    return CarryResult(item.index, linked=False, hasher=hasher)

@@ -1,0 +1,128 @@
+"""Make a finished staged tree durable and swap it into place, and remove installed games.
+
+The swap is two renames on one filesystem: the installed folder moves into the staging folder
+(`previous/`), then `tree/` moves to `<installRoot>/<gameName>`. If the second rename fails the first
+is undone. If the Agent dies between the two, `recover_swap` finds `previous/` beside `tree/` on the
+next start and puts the old version back. The old version is deleted only once the new one is in
+place. These functions run in worker threads.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import stat
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from ...storage import fsync_directory
+from .filesystem import DIRECTORY_MODE, EXECUTABLE_MODE, STAGED_FILE_MODE, FileWriter, remove_path
+from .staging import StagingLayout, new_upload_id, trash_dir
+
+log = logging.getLogger(__name__)
+
+# Files that start like a program are made executable too: Linux games often ship a launcher
+# script that runs a second binary, and the protocol carries no file modes.
+_PROGRAM_MAGIC = (b"\x7fELF", b"#!")
+
+
+@dataclass(frozen=True, slots=True)
+class TreeFile:
+    relative_path: str
+    size: int
+    shared: bool  # hard-linked from the installed version: its data is already durable
+
+
+def finalize_tree(tree: Path, files: list[TreeFile], executable: str | None, writer: FileWriter) -> None:
+    """fsync every file and folder of the staged tree and set sane modes."""
+    folders: set[Path] = {tree}
+    for entry in files:
+        path = tree / entry.relative_path
+        parent = path.parent
+        while parent != tree and parent not in folders:
+            folders.add(parent)
+            parent = parent.parent
+        handle = writer.open(path)
+        try:
+            if not entry.shared:
+                # Every byte is present, so the file already has its size; this only guards
+                # against a stray longer file left from an earlier attempt.
+                if os.fstat(handle).st_size != entry.size:
+                    writer.truncate(handle, entry.size)
+                writer.fsync(handle)
+            head = writer.pread(handle, 4, 0) if entry.size else b""
+        finally:
+            writer.close(handle)
+        program = entry.relative_path == executable or head.startswith(_PROGRAM_MAGIC)
+        os.chmod(path, EXECUTABLE_MODE if program else STAGED_FILE_MODE)
+    # Deepest first, so each folder's entries are durable before its parent's.
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        os.chmod(folder, DIRECTORY_MODE)
+        fsync_directory(folder)
+
+
+def swap_into_place(layout: StagingLayout, target: Path) -> None:
+    """Rename the old version aside and the staged tree into place; undo the first rename on failure."""
+    had_old = os.path.lexists(target)
+    if had_old:
+        os.rename(target, layout.previous)
+    try:
+        os.rename(layout.tree, target)
+    except BaseException:
+        if had_old:
+            os.rename(layout.previous, target)
+        raise
+    fsync_directory(target.parent)
+    fsync_directory(layout.folder)
+
+
+class SwapState(Enum):
+    STAGED = "staged"  # the staged tree is intact: still resumable
+    RESTORED = "restored"  # the Agent died mid-swap; the old version was put back, the tree is intact
+    FINISHED = "finished"  # the new version is in place; only the staging folder is left
+    BROKEN = "broken"  # no tree: nothing to resume
+
+
+def recover_swap(layout: StagingLayout, target: Path) -> SwapState:
+    """Repair a swap the Agent did not live to finish: an old version aside with no game in its
+    place always goes back. Raises OSError when it cannot be put back (then keep the folder!)."""
+    has_tree = os.path.lexists(layout.tree)
+    has_previous = os.path.lexists(layout.previous)
+    if has_previous and not os.path.lexists(target):
+        os.rename(layout.previous, target)
+        fsync_directory(target.parent)
+        log.warning("put the previous version of %s back after an interrupted install", target)
+        return SwapState.RESTORED if has_tree else SwapState.BROKEN
+    if has_previous and has_tree:
+        # A newer install took the name since; this old version is no longer anyone's.
+        remove_path(layout.previous)
+    if has_tree:
+        return SwapState.STAGED
+    return SwapState.FINISHED if has_previous else SwapState.BROKEN
+
+
+def remove_staging(layout: StagingLayout, target: Path | None) -> None:
+    """Delete a staging folder, but never an old version a failed swap left inside it."""
+    if os.path.lexists(layout.previous):
+        if target is None:
+            raise OSError(errno.EEXIST, f"{layout.previous} may hold an installed game; left in place")
+        recover_swap(layout, target)
+    remove_path(layout.folder)
+
+
+def delete_installed(root: Path, target: Path) -> None:
+    """Remove an installed game: a symlink is unlinked (never followed), a folder is moved out of
+    sight in one rename and then deleted, so a failure halfway never leaves half a game visible."""
+    info = os.lstat(target)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        target.unlink()
+        fsync_directory(root)
+        return
+    trash = trash_dir(root)
+    trash.mkdir(parents=True, exist_ok=True)
+    aside = trash / new_upload_id()
+    os.rename(target, aside)
+    fsync_directory(root)
+    remove_path(aside)

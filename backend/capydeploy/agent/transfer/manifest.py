@@ -1,0 +1,137 @@
+"""The record of an installed game's files (path, size, sha256, mtime) that makes redeploys incremental.
+
+Kept beside the staging area, in `<installRoot>/.capydeploy/manifests/<sha256 of gameName>.json`,
+so the game folder the user sees holds only the game. The file name is a hash because a game
+name may already be 255 bytes, the longest name a folder entry can have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ...protocol.paths import PathRuleError, validate_relative_path
+from ...storage import atomic_write_json, read_json
+from .filesystem import is_inside
+from .staging import agent_dir
+
+MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    path: str
+    size: int
+    sha256: str | None
+    # The installed file's mtime when the manifest was written: a user edit that keeps the size
+    # still changes it, so such a file is never carried over as "unchanged".
+    mtime_ns: int
+
+
+@dataclass(slots=True)
+class InstalledManifest:
+    game_name: str
+    installed_at: float
+    entries: dict[str, ManifestEntry]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": MANIFEST_VERSION,
+            "gameName": self.game_name,
+            "installedAt": self.installed_at,
+            "files": [
+                {"path": e.path, "size": e.size, "sha256": e.sha256, "mtimeNs": e.mtime_ns}
+                for e in self.entries.values()
+            ],
+        }
+
+
+def manifests_dir(root: Path) -> Path:
+    return agent_dir(root) / "manifests"
+
+
+def manifest_path(root: Path, game_name: str) -> Path:
+    digest = hashlib.sha256(game_name.encode("utf-8")).hexdigest()
+    return manifests_dir(root) / f"{digest}.json"
+
+
+def read_manifest(root: Path, game_name: str) -> InstalledManifest | None:
+    """The manifest of `game_name`, or None when absent, damaged or of another game."""
+    raw = read_json(manifest_path(root, game_name), None)
+    if not isinstance(raw, dict) or raw.get("version") != MANIFEST_VERSION:
+        return None
+    if raw.get("gameName") != game_name or not isinstance(raw.get("files"), list):
+        return None
+    entries: dict[str, ManifestEntry] = {}
+    for item in raw["files"]:
+        entry = _entry_from_json(item)
+        if entry is None:
+            return None
+        entries[entry.path] = entry
+    installed_at = raw.get("installedAt")
+    return InstalledManifest(
+        game_name, float(installed_at) if isinstance(installed_at, int | float) else 0.0, entries
+    )
+
+
+def _entry_from_json(item: object) -> ManifestEntry | None:
+    if not isinstance(item, dict):
+        return None
+    path, size, sha, mtime = item.get("path"), item.get("size"), item.get("sha256"), item.get("mtimeNs")
+    if not isinstance(path, str) or not isinstance(size, int) or not isinstance(mtime, int):
+        return None
+    if sha is not None and not isinstance(sha, str):
+        return None
+    try:
+        validate_relative_path(path)
+    except PathRuleError:
+        return None
+    return ManifestEntry(path, size, sha, mtime)
+
+
+def write_manifest(root: Path, manifest: InstalledManifest) -> None:
+    atomic_write_json(manifest_path(root, manifest.game_name), manifest.to_json())
+
+
+def remove_manifest(root: Path, game_name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        manifest_path(root, game_name).unlink()
+
+
+def build_manifest(
+    game_dir: Path, game_name: str, files: list[tuple[str, int, str | None]], installed_at: float
+) -> InstalledManifest:
+    """Describe the installed files as they are on disk right now (mtime from a fresh stat)."""
+    entries: dict[str, ManifestEntry] = {}
+    for path, size, sha in files:
+        info = os.lstat(game_dir / path)
+        entries[path] = ManifestEntry(path, size, sha, info.st_mtime_ns)
+    return InstalledManifest(game_name, installed_at, entries)
+
+
+def unchanged_installed_file(
+    manifest: InstalledManifest, game_dir_real: Path, path: str, size: int, sha256: str
+) -> Path | None:
+    """The installed copy of `path` if the manifest vouches it holds exactly (size, sha256), else None.
+
+    The manifest alone is not enough: the file must still be a regular file of that size and mtime,
+    and must not reach outside the game folder through a symlinked parent.
+    """
+    entry = manifest.entries.get(path)
+    if entry is None or entry.size != size or entry.sha256 != sha256:
+        return None
+    candidate = game_dir_real / path
+    try:
+        info = os.lstat(candidate)
+    except OSError:
+        return None
+    if not stat.S_ISREG(info.st_mode) or info.st_size != size or info.st_mtime_ns != entry.mtime_ns:
+        return None
+    if not is_inside(Path(os.path.realpath(candidate)), game_dir_real):
+        return None
+    return candidate

@@ -1,0 +1,117 @@
+"""A set of byte ranges of one file: which bytes are held, counted once however often they arrive."""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+
+
+class ByteRanges:
+    """Sorted, merged half-open intervals `[start, end)`.
+
+    Chunks may arrive in any order and be re-sent; `add` returns only the bytes that were not
+    already held, so progress totals never count a byte twice.
+    """
+
+    __slots__ = ("_ends", "_starts", "_total")
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._total = 0
+
+    @property
+    def total(self) -> int:
+        """How many bytes are held."""
+        return self._total
+
+    def intervals(self) -> list[tuple[int, int]]:
+        return list(zip(self._starts, self._ends, strict=True))
+
+    def add(self, start: int, end: int) -> int:
+        """Mark `[start, end)` held; return how many of those bytes were new."""
+        if end <= start:
+            return 0
+        starts, ends = self._starts, self._ends
+        # Fast path: chunks that arrive in order extend the last interval.
+        if ends and start == ends[-1]:
+            ends[-1] = end
+            self._total += end - start
+            return end - start
+        # Intervals i..j-1 overlap or touch [start, end].
+        i = bisect_left(ends, start)
+        j = bisect_right(starts, end)
+        if i == j:
+            starts.insert(i, start)
+            ends.insert(i, end)
+            self._total += end - start
+            return end - start
+        covered = 0
+        for k in range(i, j):
+            overlap = min(ends[k], end) - max(starts[k], start)
+            if overlap > 0:
+                covered += overlap
+        new_start = min(start, starts[i])
+        new_end = max(end, ends[j - 1])
+        starts[i:j] = [new_start]
+        ends[i:j] = [new_end]
+        added = (end - start) - covered
+        self._total += added
+        return added
+
+    def remove(self, start: int, end: int) -> int:
+        """Forget `[start, end)`; return how many held bytes were dropped."""
+        if end <= start:
+            return 0
+        starts, ends = self._starts, self._ends
+        i = bisect_right(ends, start)  # first interval ending after start
+        j = bisect_left(starts, end)  # first interval starting at or after end
+        if i >= j:
+            return 0
+        removed = 0
+        new_starts: list[int] = []
+        new_ends: list[int] = []
+        for k in range(i, j):
+            s, e = starts[k], ends[k]
+            removed += min(e, end) - max(s, start)
+            if s < start:
+                new_starts.append(s)
+                new_ends.append(start)
+            if e > end:
+                new_starts.append(end)
+                new_ends.append(e)
+        starts[i:j] = new_starts
+        ends[i:j] = new_ends
+        self._total -= removed
+        return removed
+
+    def clear(self) -> None:
+        self._starts.clear()
+        self._ends.clear()
+        self._total = 0
+
+    def prefix_end(self) -> int:
+        """End of the held run that starts at offset 0 (0 when byte 0 is missing)."""
+        if self._starts and self._starts[0] == 0:
+            return self._ends[0]
+        return 0
+
+    def covers(self, start: int, end: int) -> bool:
+        """True when every byte of `[start, end)` is held."""
+        if end <= start:
+            return True
+        k = bisect_right(self._starts, start) - 1
+        return k >= 0 and self._ends[k] >= end
+
+    def missing(self, size: int) -> list[tuple[int, int]]:
+        """The gaps of `[0, size)` that are not held."""
+        gaps: list[tuple[int, int]] = []
+        cursor = 0
+        for s, e in zip(self._starts, self._ends, strict=True):
+            if s >= size:
+                break
+            if s > cursor:
+                gaps.append((cursor, s))
+            cursor = max(cursor, e)
+        if cursor < size:
+            gaps.append((cursor, size))
+        return gaps

@@ -1,0 +1,1000 @@
+"""The Agent's upload engine (D6) as a plain class: init, chunks, complete, cancel, expiry, game removal.
+
+No sockets here: the connection layer calls these coroutines and turns `ProtocolError` into error
+replies. All disk work (writes, hashing, fsync, copies, deletes) runs on a small thread pool owned by
+the service, so the event loop it shares with the UI never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ...protocol.constants import CHUNK_SIZE, STAGING_TTL
+from ...protocol.errors import ErrorCode, ProtocolError
+from ...protocol.frames import ChunkFrame
+from ...protocol.messages import InitUpload, UploadChunkResponse, UploadInitResponse
+from ...protocol.paths import RESERVED_NAMES, PathRuleError, validate_absolute_path, validate_game_name
+from .filehash import FileHash, HashClaim, Hasher, hash_bytes_after, hash_disk_after
+from .filesystem import (
+    MAX_PATH_BYTES,
+    FileWriter,
+    OsFileWriter,
+    allocated_bytes,
+    disk_free_bytes,
+    is_inside,
+    read_exactly,
+    remove_path,
+    write_all,
+)
+from .incremental import CarryItem, CarryResult, carry_file, plan_carry
+from .install import (
+    SwapState,
+    TreeFile,
+    delete_installed,
+    finalize_tree,
+    recover_swap,
+    remove_staging,
+    swap_into_place,
+)
+from .journal import ChunkJournal, ChunkRecord
+from .manifest import build_manifest, read_manifest, remove_manifest, write_manifest
+from .resume import load_staged_session
+from .session import (
+    MissingFile,
+    SessionState,
+    Signature,
+    StagedFile,
+    UploadSession,
+    staged_files,
+    upload_signature,
+)
+from .staging import (
+    AGENT_DIR_NAME,
+    SessionRecord,
+    StagingLayout,
+    list_staged_ids,
+    new_upload_id,
+    read_activity,
+    read_session_record,
+    trash_dir,
+    write_activity,
+    write_session_record,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+WORKER_THREADS = 4
+# The staged upload's activity time goes to disk at most this often (for the expiry after a restart).
+ACTIVITY_WRITE_INTERVAL = 60.0
+# How far one chunk may make the whole-file hash catch up by reading back from disk.
+CATCH_UP_CHUNKS = 8
+MISSING_FILES_LISTED = 5
+MISSING_RANGES_LISTED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledGame:
+    game_name: str
+    path: Path
+    executable: Path | None
+    file_count: int
+    total_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class UploadProgressInfo:
+    upload_id: str
+    hub_id: str
+    game_name: str
+    current_file: str
+    transferred_bytes: int
+    total_bytes: int
+
+    @property
+    def percentage(self) -> float:
+        return 100.0 * self.transferred_bytes / self.total_bytes if self.total_bytes else 100.0
+
+
+@dataclass(slots=True)
+class _Dormant:
+    """A staged upload found on disk after a restart; loaded (and re-verified) only when resumed."""
+
+    layout: StagingLayout
+    record: SessionRecord
+    touched_at: float
+    signature: Signature
+
+
+@dataclass(frozen=True, slots=True)
+class _ChunkWrite:
+    staged: StagedFile
+    offset: int
+    data: memoryview
+    checksum: str | None
+    touch: float | None  # record activity on disk at this time, along with the chunk
+    hash_job: Future[Hasher] | None  # this chunk's node of the whole-file hash chain
+
+
+@dataclass(frozen=True, slots=True)
+class _ScanResult:
+    dormant: list[_Dormant]
+    leftovers: list[StagingLayout]  # staging folders with nothing to resume
+
+
+class TransferService:
+    """Receives uploads from hubs and installs them; one instance per Agent."""
+
+    def __init__(
+        self,
+        install_dir: Path,
+        allowed_roots: Sequence[Path] | None = None,
+        *,
+        chunk_size: int = CHUNK_SIZE,
+        staging_ttl: float = STAGING_TTL,
+        clock: Callable[[], float] = time.time,
+        filesystem: FileWriter | None = None,
+        free_space: Callable[[Path], int] | None = None,
+    ) -> None:
+        self._install_dir = Path(install_dir)
+        roots = list(allowed_roots) if allowed_roots is not None else [self._install_dir]
+        self._allowed_roots = [Path(os.path.realpath(root)) for root in roots]
+        self.chunk_size = chunk_size
+        self._staging_ttl = staging_ttl
+        self._clock = clock
+        self._writer: FileWriter = filesystem if filesystem is not None else OsFileWriter()
+        self._free_space = free_space if free_space is not None else disk_free_bytes
+        self._pool = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="capydeploy-transfer")
+        # Whole-file hash chains run here, one node after another (see filehash.py).
+        self._hash_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capydeploy-hash")
+        self._sessions: dict[str, UploadSession] = {}
+        self._dormant: dict[str, _Dormant] = {}
+        self._leftovers: set[StagingLayout] = set()
+        self._scanned: set[Path] = set()
+        self._known_roots: set[Path] = set(self._allowed_roots)
+        self._lock = asyncio.Lock()
+        self._latest: UploadSession | None = None
+        self._closed = False
+
+    # --- public API ---------------------------------------------------------------------------
+
+    def resolve_install_root(self, install_path: str | None) -> Path:
+        """The folder a game goes into: `installPath` resolved (symlinks followed) inside an allowed root."""
+        if install_path is None:
+            candidate = self._install_dir
+            shown = str(self._install_dir)
+        else:
+            try:
+                validate_absolute_path(install_path, "installPath")
+            except PathRuleError as exc:
+                raise ProtocolError(ErrorCode.BAD_REQUEST, str(exc)) from None
+            candidate = Path(install_path)
+            shown = install_path
+        resolved = Path(os.path.realpath(candidate))
+        for root in self._allowed_roots:
+            if not is_inside(resolved, root):
+                continue
+            if any(part in RESERVED_NAMES for part in resolved.relative_to(root).parts):
+                raise ProtocolError(
+                    ErrorCode.BAD_REQUEST, f"installPath {shown!r} is inside the Agent's own folder"
+                )
+            if resolved.exists() and not resolved.is_dir():
+                raise ProtocolError(ErrorCode.BAD_REQUEST, f"installPath {shown!r} is not a folder")
+            return resolved
+        allowed = ", ".join(str(root) for root in self._allowed_roots)
+        via = f" (it resolves to {resolved})" if str(resolved) != shown else ""
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            f"installPath {shown} is outside the allowed install roots{via}; allowed: {allowed}",
+        )
+
+    async def init_upload(self, hub_id: str, request: InitUpload) -> UploadInitResponse:
+        """Start or resume a staged upload; nothing is written unless the request is accepted."""
+        self._check_open()
+        game_name = request.config.game_name
+        root = self.resolve_install_root(request.config.install_path)
+        target = root / game_name
+        self._check_target(root, target)
+        self._check_path_lengths(root, request)
+        async with self._lock:
+            await self._scan_root(root)
+            # Everything O(files) runs in a worker: a game may list 100 000 files.
+            signature = await self._run(None, upload_signature, hub_id, game_name, root, request.files)
+            session = await self._find_resumable(signature)
+            if session is not None:
+                session.state = SessionState.PREPARING  # no chunk may land while we plan and carry
+            try:
+                return await self._accept(hub_id, request, root, session)
+            finally:
+                if session is not None and session.state is SessionState.PREPARING:
+                    session.state = SessionState.ACTIVE
+
+    async def _accept(
+        self, hub_id: str, request: InitUpload, root: Path, session: UploadSession | None
+    ) -> UploadInitResponse:
+        """The rest of init_upload, under the lock: plan, check space, then (only then) write."""
+        game_name = request.config.game_name
+        layout = session.layout if session is not None else StagingLayout(root, new_upload_id())
+        plan, need = await self._run(None, _plan_upload, session, layout, request)
+        stale_sessions, stale_dormant = self._stale(hub_id, game_name, root, session)
+        await self._check_space(root, need, stale_sessions, stale_dormant)
+
+        # Accepted: from here on the disk changes.
+        for stale in stale_sessions:
+            await self._discard(stale)
+        for dormant in stale_dormant:
+            await self._discard_dormant(dormant)
+        if session is None:
+            session = await self._create_session(hub_id, request, layout)
+            session.state = SessionState.PREPARING
+        try:
+            if session.record.executable != request.config.executable:
+                session.record.executable = request.config.executable
+                await self._run(session, write_session_record, session.layout, session.record)
+            if plan:
+                await self._carry(session, plan)
+            now = self._clock()
+            session.last_active = now
+            if now != session.activity_written:
+                session.activity_written = now
+                await self._run(session, write_activity, session.layout, now)
+            resume = await self._run(session, session.resume_from)
+        finally:
+            if session.state is SessionState.PREPARING:
+                session.state = SessionState.ACTIVE
+        self._latest = session
+        log.info(
+            "upload %s of %r from hub %s: %d of %d bytes already held",
+            session.upload_id,
+            game_name,
+            hub_id,
+            session.held_bytes,
+            session.total_bytes,
+        )
+        return UploadInitResponse(
+            upload_id=session.upload_id, chunk_size=self.chunk_size, resume_from=resume or None
+        )
+
+    async def write_chunk(self, hub_id: str, frame: ChunkFrame) -> UploadChunkResponse:
+        """Verify one chunk's checksum and write it at its offset (any order, re-sends allowed)."""
+        header = frame.header
+        session = self._session_of(hub_id, header.upload_id)
+        if session.state is not SessionState.ACTIVE:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"upload {header.upload_id} is {session.state.value}")
+        staged = session.by_path.get(header.file_path)
+        if staged is None:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, f"file {header.file_path!r} is not part of this upload"
+            )
+        length = len(frame.data)
+        if length > self.chunk_size:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"chunk of {length} bytes is larger than the chunk size {self.chunk_size}",
+            )
+        if header.offset + length > staged.size:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"chunk at offset {header.offset} with {length} bytes is outside {staged.relative_path!r} "
+                f"({staged.size} bytes)",
+            )
+        session.enter()
+        try:
+            await self._write(session, staged, header.offset, frame.data, header.checksum)
+        finally:
+            session.leave()
+        return UploadChunkResponse(
+            upload_id=session.upload_id, bytes_written=length, total_written=session.held_bytes
+        )
+
+    async def complete_upload(self, hub_id: str, upload_id: str) -> InstalledGame:
+        """Check every byte, make it durable and swap it into `<installRoot>/<gameName>`."""
+        self._check_open()
+        async with self._lock:
+            session = self._session_of(hub_id, upload_id)
+            if session.state is not SessionState.ACTIVE:
+                raise ProtocolError(ErrorCode.BAD_REQUEST, f"upload {upload_id} is {session.state.value}")
+            session.state = SessionState.COMPLETING
+            try:
+                await session.quiesce()
+                await self._recheck_carried(session)
+                missing = await self._run(session, session.missing)
+                if missing:
+                    raise ProtocolError(ErrorCode.BAD_REQUEST, _describe_missing(missing))
+                await self._verify_digests(session)
+                installed = await self._run(session, self._install, session)
+            except BaseException:
+                if session.state is SessionState.COMPLETING:
+                    session.state = SessionState.ACTIVE
+                raise
+            self._forget(session)
+            log.info("installed %r in %s", installed.game_name, installed.path)
+            return installed
+
+    async def cancel_upload(self, hub_id: str, upload_id: str) -> None:
+        """Delete only the staging folder of an upload; the installed version is not touched."""
+        self._check_open()
+        async with self._lock:
+            dormant = self._dormant.get(upload_id)
+            if dormant is not None and dormant.record.hub_id == hub_id:
+                await self._discard_dormant(dormant)
+                return
+            session = self._session_of(hub_id, upload_id)
+            await self._discard(session)
+
+    def progress(self) -> UploadProgressInfo | None:
+        """The most recently active upload still staged, or None."""
+        session = self._latest
+        if session is None or session.state is SessionState.CLOSED:
+            return None
+        return _progress_of(session)
+
+    def session_progress(self, upload_id: str) -> UploadProgressInfo | None:
+        session = self._sessions.get(upload_id)
+        return _progress_of(session) if session is not None else None
+
+    def upload_game_name(self, upload_id: str) -> str | None:
+        session = self._sessions.get(upload_id)
+        if session is not None:
+            return session.game_name
+        dormant = self._dormant.get(upload_id)
+        return dormant.record.game_name if dormant is not None else None
+
+    async def discard_expired(self) -> int:
+        """Delete staged uploads idle for longer than the staging TTL; return how many.
+
+        Also finishes housekeeping left by a crash (half-done swaps are repaired when their
+        install root is first scanned). Call it once at start-up and then periodically.
+        """
+        self._check_open()
+        async with self._lock:
+            for root in sorted(self._known_roots):
+                await self._scan_root(root)
+            now = self._clock()
+            count = 0
+            for session in list(self._sessions.values()):
+                if session.state is SessionState.ACTIVE and now - session.last_active >= self._staging_ttl:
+                    log.info("staged upload %s of %r expired", session.upload_id, session.game_name)
+                    await self._discard(session)
+                    count += 1
+            for dormant in list(self._dormant.values()):
+                if now - dormant.touched_at >= self._staging_ttl:
+                    log.info(
+                        "staged upload %s of %r expired", dormant.layout.upload_id, dormant.record.game_name
+                    )
+                    await self._discard_dormant(dormant)
+                    count += 1
+            leftovers = sorted(self._leftovers, key=lambda layout: layout.folder)
+            self._leftovers.clear()
+            roots = sorted(self._known_roots)
+            await self._run(None, _remove_leftovers, leftovers, roots)
+            return count
+
+    async def delete_game_folder(self, game_name: str, install_path: str | None = None) -> Path:
+        """Remove `<root>/<gameName>` (D8); 404 when it is not there."""
+        self._check_open()
+        try:
+            validate_game_name(game_name)
+        except PathRuleError as exc:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, str(exc)) from None
+        root = self.resolve_install_root(install_path)
+        target = root / game_name
+        async with self._lock:
+            if not await self._run(None, os.path.lexists, target):
+                raise ProtocolError(ErrorCode.NOT_FOUND, f"game {game_name!r} is not installed in {root}")
+            try:
+                await self._run(None, delete_installed, root, target)
+                await self._run(None, remove_manifest, root, game_name)
+            except OSError as exc:
+                raise _os_error(f"could not delete {target}", exc) from None
+            self._known_roots.add(root)
+        log.info("deleted %s", target)
+        return target
+
+    async def close(self) -> None:
+        """Let running work finish, close every file, stop the worker threads. Staged uploads stay on disk."""
+        if self._closed:
+            return
+        async with self._lock:
+            self._closed = True
+            for session in list(self._sessions.values()):
+                await session.quiesce()
+                await asyncio.wrap_future(self._pool.submit(_close_files, session))
+        await asyncio.to_thread(self._pool.shutdown, True)
+        await asyncio.to_thread(self._hash_pool.shutdown, True)
+
+    # --- init_upload helpers ------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ProtocolError(ErrorCode.INTERNAL, "the Agent's transfer service is shut down")
+
+    def _check_target(self, root: Path, target: Path) -> None:
+        """A game folder that is a symlink may point only at a folder inside the install root."""
+        if not target.is_symlink():
+            return
+        real = Path(os.path.realpath(target))
+        if real == root or not is_inside(real, root) or is_inside(real, root / AGENT_DIR_NAME):
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST,
+                f"{target.name!r} in {root} is a symbolic link that points outside the install root",
+            )
+
+    def _check_path_lengths(self, root: Path, request: InitUpload) -> None:
+        # Refuse now rather than fail with ENAMETOOLONG halfway through the upload.
+        staged_prefix = len(os.fsencode(StagingLayout(root, new_upload_id()).tree)) + 1
+        target_prefix = len(os.fsencode(root / request.config.game_name)) + 1
+        room = MAX_PATH_BYTES - max(staged_prefix, target_prefix)
+        for entry in request.files:
+            if len(entry.relative_path.encode("utf-8")) > room:
+                raise ProtocolError(
+                    ErrorCode.BAD_REQUEST,
+                    f"relativePath {entry.relative_path[:80]!r}... is too long for this device "
+                    f"(at most {room} bytes below {root})",
+                )
+
+    async def _find_resumable(self, signature: Signature) -> UploadSession | None:
+        for session in self._sessions.values():
+            if session.signature == signature and session.state is SessionState.ACTIVE:
+                # A dropped connection may still have chunks in flight; let them land first.
+                await session.quiesce()
+                return session
+        matches = [d for d in self._dormant.values() if d.signature == signature]
+        if not matches:
+            return None
+        dormant = max(matches, key=lambda d: d.touched_at)
+        del self._dormant[dormant.layout.upload_id]
+        try:
+            session = await self._run(
+                None,
+                load_staged_session,
+                dormant.record,
+                dormant.layout,
+                self._writer,
+                dormant.touched_at,
+                self.chunk_size,
+            )
+        except OSError as exc:
+            log.warning("could not reload staged upload %s: %s", dormant.layout.upload_id, exc)
+            self._leftovers.add(dormant.layout)
+            return None
+        self._sessions[session.upload_id] = session
+        return session
+
+    def _stale(
+        self, hub_id: str, game_name: str, root: Path, keep: UploadSession | None
+    ) -> tuple[list[UploadSession], list[_Dormant]]:
+        """Other staged uploads of the same game from the same hub: the Hub's files changed, they can
+        never be resumed, and their space is needed."""
+        sessions = [
+            s
+            for s in self._sessions.values()
+            if s is not keep
+            and s.hub_id == hub_id
+            and s.game_name == game_name
+            and s.root == root
+            and s.state is SessionState.ACTIVE
+        ]
+        dormant = [
+            d
+            for d in self._dormant.values()
+            if d.record.hub_id == hub_id and d.record.game_name == game_name and d.layout.root == root
+        ]
+        return sessions, dormant
+
+    async def _check_space(
+        self, root: Path, need: int, stale_sessions: list[UploadSession], stale_dormant: list[_Dormant]
+    ) -> None:
+        if need <= 0:
+            return
+        free = await self._run(None, self._free_space, root)
+        if free >= need:
+            return
+        folders = [s.layout.folder for s in stale_sessions] + [d.layout.folder for d in stale_dormant]
+        reclaimable = sum([await self._run(None, allocated_bytes, folder) for folder in folders])
+        if free + reclaimable < need:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, f"insufficient space: need {need} bytes, {free} free in {root}"
+            )
+
+    async def _create_session(self, hub_id: str, request: InitUpload, layout: StagingLayout) -> UploadSession:
+        now = self._clock()
+        record = SessionRecord(
+            upload_id=layout.upload_id,
+            hub_id=hub_id,
+            game_name=request.config.game_name,
+            executable=request.config.executable,
+            files=list(request.files),
+            created_at=now,
+        )
+        try:
+            session = await self._run(None, self._create_staging, record, layout, now)
+        except OSError as exc:
+            raise _os_error(f"could not create the staging folder in {layout.root}", exc) from None
+        self._known_roots.add(layout.root)
+        self._sessions[session.upload_id] = session
+        return session
+
+    def _create_staging(self, record: SessionRecord, layout: StagingLayout, now: float) -> UploadSession:
+        session = UploadSession(record, layout, self._writer, now)
+        layout.folder.mkdir(parents=True)
+        try:
+            write_session_record(layout, record)
+            write_activity(layout, now)
+            tree = layout.tree
+            tree.mkdir()
+            folders = {f.relative_path.rpartition("/")[0] for f in session.files} - {""}
+            for folder in sorted(folders):  # parents sort before their children
+                (tree / folder).mkdir(parents=True, exist_ok=True)
+            for staged in session.files:
+                if staged.size == 0:  # nothing will ever be sent for it
+                    self._writer.close(self._writer.open(staged.path))
+            session.journal = ChunkJournal(layout.journal_file)
+            return session
+        except BaseException:
+            remove_path(layout.folder)
+            raise
+
+    async def _carry(self, session: UploadSession, plan: list[CarryItem]) -> None:
+        try:
+            results = await self._run(session, self._carry_files, session, plan)
+        except OSError as exc:
+            raise _os_error("could not carry unchanged files from the installed version", exc) from None
+        for item, result in zip(plan, results, strict=True):
+            staged = session.files[item.index]
+            session.reset_file(staged)
+            if result is None:
+                continue
+            session.add_held(staged, 0, staged.size)
+            if result.linked:
+                staged.sealed = True
+                staged.carried_stat = result.stat
+            elif staged.digest is not None and result.hasher is not None:
+                staged.digest.restore(result.hasher, staged.size)
+
+    def _carry_files(self, session: UploadSession, plan: list[CarryItem]) -> list[CarryResult | None]:
+        assert session.journal is not None
+        results: list[CarryResult | None] = []
+        for item in plan:
+            # Whatever was staged for this file is replaced, so a restart must not count it either.
+            session.journal.append_reset(item.index)
+            session.handles.forget(item.dest)
+            result = carry_file(item, self._writer, self.chunk_size)
+            if result is not None and not result.linked:
+                session.journal.append_chunk(ChunkRecord(item.index, 0, item.size, item.sha256))
+            results.append(result)
+        return results
+
+    async def _scan_root(self, root: Path) -> None:
+        """Learn the staged uploads a previous run left under `root` (once per root)."""
+        if root in self._scanned:
+            return
+        self._scanned.add(root)
+        self._known_roots.add(root)
+        result = await self._run(None, _scan_staging, root, frozenset(self._sessions))
+        for dormant in result.dormant:
+            self._dormant[dormant.layout.upload_id] = dormant
+        self._leftovers.update(result.leftovers)
+
+    # --- write_chunk helpers ------------------------------------------------------------------
+
+    async def _write(
+        self, session: UploadSession, staged: StagedFile, offset: int, data: memoryview, checksum: str | None
+    ) -> None:
+        now = self._clock()
+        session.last_active = now
+        session.current_file = staged.relative_path
+        self._latest = session
+        touch: float | None = None
+        if now - session.activity_written >= ACTIVITY_WRITE_INTERVAL:
+            session.activity_written = touch = now
+        end = offset + len(data)
+
+        if staged.sealed:
+            # Shares its data with the installed game: verify, acknowledge, never write.
+            digest = await self._run(session, _sha256_hex, data)
+            if checksum is not None and digest != checksum:
+                raise _checksum_error(staged, offset)
+            return
+
+        file_hash = staged.digest
+        claim: HashClaim | None = None
+        hash_job: Future[Hasher] | None = None
+        if file_hash is not None:
+            claim = file_hash.claim(offset, end)
+            if claim is None and offset < file_hash.claimed_end:
+                file_hash.invalidate()  # rewriting bytes already hashed
+            if claim is not None:
+                hash_job = self._submit(session, hash_bytes_after, claim, data, pool=self._hash_pool)
+                file_hash.chained(claim, hash_job)
+        committed = False
+        wrote = True  # unless the checksum failed, the bytes on disk may have changed
+        try:
+            try:
+                chunk = _ChunkWrite(staged, offset, data, checksum, touch, hash_job)
+                stored, hasher = await self._run(session, self._store_chunk, session, chunk)
+            except OSError as exc:
+                # The range may now hold a partial write: it no longer counts.
+                session.drop_held(staged, offset, end)
+                raise _os_error(f"could not write {staged.relative_path!r} at offset {offset}", exc) from None
+            if not stored:
+                wrote = False
+                raise _checksum_error(staged, offset)
+            session.add_held(staged, offset, end)
+            if file_hash is not None and claim is not None and hasher is not None:
+                committed = file_hash.commit(claim, hasher)
+        finally:
+            if file_hash is not None and not committed:
+                if claim is not None:
+                    file_hash.abandon(claim)
+                # Checked again now the bytes have landed: a catch-up that started after the
+                # check above may have hashed what was there before.
+                if wrote and offset < file_hash.claimed_end:
+                    file_hash.invalidate()
+        if file_hash is not None:
+            await self._catch_up(session, staged, file_hash)
+
+    def _store_chunk(self, session: UploadSession, chunk: _ChunkWrite) -> tuple[bool, Hasher | None]:
+        """Worker job: verify, pwrite, journal, then collect the chunk's hash node.
+
+        Returns (False, None) on a checksum mismatch (nothing written). Waiting here for the hash
+        node (which runs on its own thread, so it never waits for us) saves the event loop a
+        second wake-up per chunk.
+        """
+        data = chunk.data
+        digest = hashlib.sha256(data).hexdigest()
+        if chunk.checksum is not None and digest != chunk.checksum:
+            return False, None
+        if len(data):
+            path = chunk.staged.path
+            handle = session.handles.acquire(path)
+            try:
+                write_all(self._writer, handle, data, chunk.offset)
+            finally:
+                session.handles.release(path)
+            assert session.journal is not None
+            session.journal.append_chunk(ChunkRecord(chunk.staged.index, chunk.offset, len(data), digest))
+        if chunk.touch is not None:
+            try:
+                write_activity(session.layout, chunk.touch)
+            except OSError as exc:  # only the expiry clock; the chunk itself is safe
+                log.warning("could not record activity of upload %s: %s", session.upload_id, exc)
+        hasher: Hasher | None = None
+        if chunk.hash_job is not None:
+            try:
+                hasher = chunk.hash_job.result()
+            except Exception:
+                hasher = None  # an earlier node failed; these bytes get hashed from disk later
+        return True, hasher
+
+    async def _catch_up(self, session: UploadSession, staged: StagedFile, file_hash: FileHash) -> None:
+        """Hash held bytes that arrived out of order, a little per chunk, from the page cache."""
+        claim = file_hash.claim_catch_up(staged.ranges.prefix_end(), self.chunk_size * CATCH_UP_CHUNKS)
+        if claim is None:
+            return
+        try:
+            job = self._submit(session, self._hash_from_disk, session, staged, claim, pool=self._hash_pool)
+        except ProtocolError:
+            return  # shutting down
+        file_hash.chained(claim, job)
+        try:
+            hasher = await asyncio.wrap_future(job)
+        except OSError as exc:
+            file_hash.abandon(claim)
+            log.debug("hash catch-up of %s failed: %s", staged.relative_path, exc)
+            return
+        except BaseException:
+            file_hash.abandon(claim)
+            raise
+        file_hash.commit(claim, hasher)
+
+    def _hash_from_disk(self, session: UploadSession, staged: StagedFile, claim: HashClaim) -> Hasher:
+        handle = session.handles.acquire(staged.path)
+        try:
+            return hash_disk_after(
+                claim,
+                lambda offset, length: read_exactly(self._writer, handle, length, offset),
+                self.chunk_size,
+            )
+        finally:
+            session.handles.release(staged.path)
+
+    # --- complete_upload helpers ----------------------------------------------------------------
+
+    async def _recheck_carried(self, session: UploadSession) -> None:
+        """A hard-linked file shares data with the installed game; if that changed since, send it again."""
+        carried = [f for f in session.files if f.sealed]
+        if not carried:
+            return
+        changed = await self._run(session, _changed_carried_files, carried)
+        if not changed:
+            return
+        for staged in changed:
+            session.reset_file(staged)
+        await self._run(session, _forget_files, session, changed)
+
+    async def _verify_digests(self, session: UploadSession) -> None:
+        """Finish each whole-file hash (reading only what was not hashed in order) and compare."""
+        todo = [f for f in session.files if f.digest is not None and not f.sealed]
+        try:
+            bad = await self._run(session, self._finish_digests, session, todo)
+        except OSError as exc:
+            raise _os_error("could not read back the staged files", exc) from None
+        if not bad:
+            return
+        for staged in bad:
+            session.reset_file(staged)
+        await self._run(session, _forget_files, session, bad)
+        listed = ", ".join(f.relative_path for f in bad[:MISSING_FILES_LISTED])
+        more = f" and {len(bad) - MISSING_FILES_LISTED} more files" if len(bad) > MISSING_FILES_LISTED else ""
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            f"sha256 mismatch: {listed}{more}; their data was discarded, send them again",
+        )
+
+    def _finish_digests(self, session: UploadSession, files: list[StagedFile]) -> list[StagedFile]:
+        bad: list[StagedFile] = []
+        for staged in files:
+            file_hash = staged.digest
+            assert file_hash is not None
+            hasher = file_hash.hasher.copy()
+            if file_hash.upto < staged.size:
+                handle = session.handles.acquire(staged.path)
+                try:
+                    offset = file_hash.upto
+                    while offset < staged.size:
+                        length = min(self.chunk_size, staged.size - offset)
+                        data = read_exactly(self._writer, handle, length, offset)
+                        if len(data) != length:
+                            raise OSError(errno.EIO, f"{staged.relative_path} is shorter than expected")
+                        hasher.update(data)
+                        offset += length
+                finally:
+                    session.handles.release(staged.path)
+            if hasher.hexdigest() != staged.sha256:
+                bad.append(staged)
+        return bad
+
+    def _install(self, session: UploadSession) -> InstalledGame:
+        """Worker job: fsync and modes, swap into place, record the manifest, remove staging."""
+        layout = session.layout
+        target = session.target
+        session.handles.close_all()
+        tree_files = [TreeFile(f.relative_path, f.size, f.sealed) for f in session.files]
+        try:
+            finalize_tree(layout.tree, tree_files, session.record.executable, self._writer)
+        except OSError as exc:
+            raise _os_error("could not make the staged files durable", exc) from None
+        self._check_target(layout.root, target)  # again: the folder may have changed since init
+        old_manifest = read_manifest(layout.root, session.game_name)
+        try:
+            # Stop vouching for the old files before they change.
+            remove_manifest(layout.root, session.game_name)
+            swap_into_place(layout, target)
+        except OSError as exc:
+            if old_manifest is not None:
+                _quietly(write_manifest, layout.root, old_manifest)
+            raise _os_error(f"could not move the new version into {target}", exc) from None
+        try:
+            files = [(f.relative_path, f.size, f.sha256) for f in session.files]
+            write_manifest(layout.root, build_manifest(target, session.game_name, files, self._clock()))
+        except OSError as exc:
+            log.warning("installed %r but could not record its manifest: %s", session.game_name, exc)
+        _quietly(_close_files, session)
+        try:
+            remove_staging(layout, target)
+        except OSError as exc:
+            log.warning("could not remove staging folder %s: %s", layout.folder, exc)
+            self._leftovers.add(layout)
+        executable = session.record.executable
+        return InstalledGame(
+            game_name=session.game_name,
+            path=target,
+            executable=target / executable if executable is not None else None,
+            file_count=len(session.files),
+            total_bytes=session.total_bytes,
+        )
+
+    # --- bookkeeping ----------------------------------------------------------------------------
+
+    def _session_of(self, hub_id: str, upload_id: str) -> UploadSession:
+        session = self._sessions.get(upload_id)
+        # Another hub's upload is reported exactly like an unknown one: ids are not to be probed.
+        if session is None or session.hub_id != hub_id or session.state is SessionState.CLOSED:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"unknown upload {upload_id!r}")
+        return session
+
+    def _forget(self, session: UploadSession) -> None:
+        session.state = SessionState.CLOSED
+        self._sessions.pop(session.upload_id, None)
+        if self._latest is session:
+            self._latest = None
+
+    async def _discard(self, session: UploadSession) -> None:
+        self._forget(session)
+        await session.quiesce()
+        try:
+            await self._run(None, _close_and_remove, session)
+        except OSError as exc:
+            log.warning("could not remove staging folder %s: %s", session.layout.folder, exc)
+            self._leftovers.add(session.layout)
+
+    async def _discard_dormant(self, dormant: _Dormant) -> None:
+        self._dormant.pop(dormant.layout.upload_id, None)
+        try:
+            target = dormant.layout.root / dormant.record.game_name
+            await self._run(None, remove_staging, dormant.layout, target)
+        except OSError as exc:
+            log.warning("could not remove staging folder %s: %s", dormant.layout.folder, exc)
+            self._leftovers.add(dormant.layout)
+
+    def _submit(
+        self,
+        session: UploadSession | None,
+        fn: Callable[..., T],
+        *args: Any,
+        pool: ThreadPoolExecutor | None = None,
+    ) -> Future[T]:
+        self._check_open()
+        future = (pool or self._pool).submit(fn, *args)
+        if session is not None:
+            session.jobs.track(future)
+        return future
+
+    async def _run(self, session: UploadSession | None, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.wrap_future(self._submit(session, fn, *args))
+
+
+# --- small pieces run in worker threads ---------------------------------------------------------
+
+
+def _sha256_hex(data: memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _scan_staging(root: Path, live: frozenset[str]) -> _ScanResult:
+    dormant: list[_Dormant] = []
+    leftovers: list[StagingLayout] = []
+    for upload_id in list_staged_ids(root):
+        if upload_id in live:
+            continue
+        layout = StagingLayout(root, upload_id)
+        record = read_session_record(layout)
+        if record is None:
+            leftovers.append(layout)
+            continue
+        try:
+            state = recover_swap(layout, root / record.game_name)
+        except OSError as exc:
+            log.error("could not put back the previous version of %r: %s", record.game_name, exc)
+            continue
+        if state in (SwapState.FINISHED, SwapState.BROKEN):
+            leftovers.append(layout)
+            continue
+        touched = read_activity(layout)
+        signature = upload_signature(record.hub_id, record.game_name, root, record.files)
+        dormant.append(_Dormant(layout, record, max(record.created_at, touched or 0.0), signature))
+    return _ScanResult(dormant, leftovers)
+
+
+def _remove_leftovers(layouts: list[StagingLayout], roots: list[Path]) -> None:
+    for layout in layouts:
+        record = read_session_record(layout)
+        try:
+            remove_staging(layout, layout.root / record.game_name if record is not None else None)
+        except OSError as exc:
+            log.warning("could not remove %s: %s", layout.folder, exc)
+    for root in roots:
+        try:
+            remove_path(trash_dir(root))
+        except OSError as exc:
+            log.warning("could not empty %s: %s", trash_dir(root), exc)
+
+
+def _changed_carried_files(files: list[StagedFile]) -> list[StagedFile]:
+    changed: list[StagedFile] = []
+    for staged in files:
+        try:
+            info = os.lstat(staged.path)
+            now = (info.st_size, info.st_mtime_ns)
+        except OSError:
+            now = None
+        if now is None or now != staged.carried_stat:
+            changed.append(staged)
+    return changed
+
+
+def _forget_files(session: UploadSession, files: list[StagedFile]) -> None:
+    """Journal that these files start over, and drop their staged data."""
+    assert session.journal is not None
+    for staged in files:
+        session.journal.append_reset(staged.index)
+        session.handles.forget(staged.path)
+        # Unlink rather than truncate: a carried file may be a hard link into the installed game.
+        remove_path(staged.path)
+
+
+def _close_files(session: UploadSession) -> None:
+    session.handles.close_all()
+    if session.journal is not None:
+        session.journal.close()
+
+
+def _close_and_remove(session: UploadSession) -> None:
+    _close_files(session)
+    remove_staging(session.layout, session.target)
+
+
+def _quietly(fn: Callable[..., object], *args: Any) -> None:
+    try:
+        fn(*args)
+    except OSError as exc:
+        log.warning("%s failed: %s", getattr(fn, "__name__", fn), exc)
+
+
+def _progress_of(session: UploadSession) -> UploadProgressInfo:
+    return UploadProgressInfo(
+        upload_id=session.upload_id,
+        hub_id=session.hub_id,
+        game_name=session.game_name,
+        current_file=session.current_file,
+        transferred_bytes=session.held_bytes,
+        total_bytes=session.total_bytes,
+    )
+
+
+def _plan_upload(
+    session: UploadSession | None, layout: StagingLayout, request: InitUpload
+) -> tuple[list[CarryItem], int]:
+    """Which files the installed version can supply, and how many bytes must still arrive.
+
+    For a new upload, plans over the files the session would have, before anything is written.
+    """
+    files = session.files if session is not None else staged_files(layout.tree, request.files)
+    target = layout.root / request.config.game_name
+    plan = plan_carry(files, read_manifest(layout.root, request.config.game_name), target)
+    planned = {item.index for item in plan}
+    need = sum(f.size - f.ranges.total for f in files if f.index not in planned)
+    return plan, need
+
+
+def _describe_missing(missing: list[MissingFile]) -> str:
+    """`upload incomplete: 1026 bytes missing in 2 files: a.pak is missing bytes 1024-2047; ...`"""
+    total = sum(m.missing_bytes for m in missing)
+    parts = []
+    for m in missing[:MISSING_FILES_LISTED]:
+        ranges = ", ".join(f"{start}-{end - 1}" for start, end in m.gaps[:MISSING_RANGES_LISTED])
+        more = (
+            f" and {len(m.gaps) - MISSING_RANGES_LISTED} more ranges"
+            if len(m.gaps) > MISSING_RANGES_LISTED
+            else ""
+        )
+        parts.append(f"{m.relative_path} is missing bytes {ranges}{more} ({m.missing_bytes} of {m.size})")
+    extra = len(missing) - MISSING_FILES_LISTED
+    tail = f"; and {extra} more files" if extra > 0 else ""
+    return f"upload incomplete: {total} bytes missing in {len(missing)} files: {'; '.join(parts)}{tail}"
+
+
+def _checksum_error(staged: StagedFile, offset: int) -> ProtocolError:
+    return ProtocolError(
+        ErrorCode.BAD_REQUEST,
+        f"checksum mismatch for {staged.relative_path!r} at offset {offset}: the chunk was not written",
+    )
+
+
+def _os_error(action: str, exc: OSError) -> ProtocolError:
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOSPC:
+        reason = "no space left on the device"
+    return ProtocolError(ErrorCode.INTERNAL, f"{action}: {reason}")

@@ -1,0 +1,209 @@
+"""One staged upload in memory: its files, which bytes are held and verified, and the work in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from ...protocol.messages import UploadFile
+from .filehash import FileHash
+from .filesystem import FileWriter
+from .handles import HandleCache
+from .journal import ChunkJournal
+from .ranges import ByteRanges
+from .staging import SessionRecord, StagingLayout
+
+Signature = tuple[str, str, str, tuple[tuple[str, int, str | None], ...]]
+
+
+def upload_signature(hub_id: str, game_name: str, root: Path, files: list[UploadFile]) -> Signature:
+    """What must be equal for an init_upload to resume a staged upload (D6): hub, game, root, file list."""
+    listed = tuple(sorted((f.relative_path, f.size, f.sha256) for f in files))
+    return (hub_id, game_name, str(root), listed)
+
+
+class SessionState(Enum):
+    PREPARING = "being prepared"  # init_upload is carrying files in
+    ACTIVE = "active"
+    COMPLETING = "being completed"
+    CLOSED = "closed"
+
+
+@dataclass(eq=False, slots=True)
+class StagedFile:
+    index: int
+    relative_path: str
+    size: int
+    sha256: str | None
+    tree: Path  # the staging tree this file lives in
+    ranges: ByteRanges = field(default_factory=ByteRanges)  # bytes held and verified
+    digest: FileHash | None = None  # the running whole-file hash, when a sha256 is expected
+    # Carried over from the installed version: chunks for it are acknowledged but never written,
+    # because a hard-linked file shares its data with the installed game.
+    sealed: bool = False
+    carried_stat: tuple[int, int] | None = None  # (size, mtime_ns) when carried, to notice later edits
+    _path: Path | None = None
+
+    @property
+    def path(self) -> Path:
+        """Where the file is staged; built on first use (a Path join costs microseconds, and
+        there may be 100 000 files)."""
+        if self._path is None:
+            self._path = self.tree / self.relative_path
+        return self._path
+
+    @property
+    def complete(self) -> bool:
+        return self.ranges.covers(0, self.size)
+
+
+class InflightJobs:
+    """Worker jobs still running for a session; they may outlive a caller that was cancelled."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: set[Future[Any]] = set()
+
+    def track(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._jobs.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._jobs.discard(future)
+
+    async def wait(self) -> None:
+        while True:
+            with self._lock:
+                pending = list(self._jobs)
+            if not pending:
+                return
+            await asyncio.wait([asyncio.wrap_future(job) for job in pending])
+
+
+@dataclass(frozen=True, slots=True)
+class MissingFile:
+    relative_path: str
+    missing_bytes: int
+    size: int
+    gaps: list[tuple[int, int]]  # half-open [start, end) ranges not held
+
+
+def staged_files(tree: Path, files: list[UploadFile]) -> list[StagedFile]:
+    return [
+        StagedFile(
+            index=index,
+            relative_path=entry.relative_path,
+            size=entry.size,
+            sha256=entry.sha256,
+            tree=tree,
+            digest=FileHash() if entry.sha256 is not None else None,
+        )
+        for index, entry in enumerate(files)
+    ]
+
+
+class UploadSession:
+    """State of one staged upload; mutated only on the event loop.
+
+    Built in a worker thread (it is O(files)); from then on only the loop changes it, except while
+    it is PREPARING or COMPLETING, when the loop hands it to one worker job at a time.
+    """
+
+    def __init__(self, record: SessionRecord, layout: StagingLayout, writer: FileWriter, now: float) -> None:
+        self.record = record
+        self.layout = layout
+        self.files = staged_files(layout.tree, record.files)
+        self.by_path = {f.relative_path: f for f in self.files}
+        self.total_bytes = sum(f.size for f in self.files)
+        self.held_bytes = 0
+        self.state = SessionState.ACTIVE
+        self.current_file = ""
+        self.last_active = now
+        self.activity_written = now
+        self.jobs = InflightJobs()
+        self.handles = HandleCache(writer)
+        self.journal: ChunkJournal | None = None
+        self.signature = upload_signature(record.hub_id, record.game_name, layout.root, record.files)
+        self._calls = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def upload_id(self) -> str:
+        return self.record.upload_id
+
+    @property
+    def hub_id(self) -> str:
+        return self.record.hub_id
+
+    @property
+    def game_name(self) -> str:
+        return self.record.game_name
+
+    @property
+    def root(self) -> Path:
+        return self.layout.root
+
+    @property
+    def target(self) -> Path:
+        return self.layout.root / self.record.game_name
+
+    # --- counting held bytes ------------------------------------------------------------------
+
+    def add_held(self, staged: StagedFile, start: int, end: int) -> int:
+        added = staged.ranges.add(start, end)
+        self.held_bytes += added
+        return added
+
+    def drop_held(self, staged: StagedFile, start: int, end: int) -> None:
+        self.held_bytes -= staged.ranges.remove(start, end)
+
+    def reset_file(self, staged: StagedFile) -> None:
+        """Forget everything about a file (its data is bad or gone)."""
+        self.held_bytes -= staged.ranges.total
+        staged.ranges.clear()
+        staged.sealed = False
+        staged.carried_stat = None
+        if staged.digest is not None:
+            staged.digest.invalidate()
+
+    def resume_from(self) -> dict[str, int]:
+        """Per file, the verified run from offset 0 the Hub may skip; only files with something to skip."""
+        resume: dict[str, int] = {}
+        for staged in self.files:
+            prefix = staged.ranges.prefix_end()
+            if prefix > 0 or staged.size == 0:
+                resume[staged.relative_path] = prefix
+        return resume
+
+    def missing(self) -> list[MissingFile]:
+        report: list[MissingFile] = []
+        for staged in self.files:
+            if staged.complete:
+                continue
+            gaps = staged.ranges.missing(staged.size)
+            report.append(MissingFile(staged.relative_path, sum(e - s for s, e in gaps), staged.size, gaps))
+        return report
+
+    # --- calls in progress --------------------------------------------------------------------
+
+    def enter(self) -> None:
+        self._calls += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self._calls -= 1
+        if self._calls == 0:
+            self._idle.set()
+
+    async def quiesce(self) -> None:
+        """Wait until no write_chunk call and no worker job of this session is running."""
+        await self._idle.wait()
+        await self.jobs.wait()

@@ -1,0 +1,107 @@
+"""The transfer package's small parts: byte ranges, the chunk journal, the in-order file hash."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from concurrent.futures import Future
+from pathlib import Path
+
+from capydeploy.agent.transfer.filehash import FileHash, HashClaim, Hasher, hash_bytes_after
+from capydeploy.agent.transfer.journal import ChunkJournal, ChunkRecord, read_journal
+from capydeploy.agent.transfer.ranges import ByteRanges
+from hypothesis import given
+from hypothesis import strategies as st
+
+SIZE = 64
+spans = st.tuples(st.integers(0, SIZE), st.integers(0, SIZE)).map(sorted)
+operations = st.lists(st.tuples(st.booleans(), spans), max_size=40)
+
+
+@given(operations)
+def test_byte_ranges_match_a_set_of_bytes(ops: list[tuple[bool, list[int]]]) -> None:
+    ranges = ByteRanges()
+    model: set[int] = set()
+    for adding, (start, end) in ops:
+        span = set(range(start, end))
+        if adding:
+            assert ranges.add(start, end) == len(span - model)
+            model |= span
+        else:
+            assert ranges.remove(start, end) == len(span & model)
+            model -= span
+        assert ranges.total == len(model)
+        prefix = 0
+        while prefix in model:
+            prefix += 1
+        assert ranges.prefix_end() == prefix
+        gaps = ranges.missing(SIZE)
+        assert {b for s, e in gaps for b in range(s, e)} == set(range(SIZE)) - model
+        intervals = ranges.intervals()
+        assert all(a[1] < b[0] for a, b in itertools.pairwise(intervals))  # merged, sorted
+        assert ranges.covers(0, SIZE) == (len(model) == SIZE)
+
+
+def test_journal_round_trip_resets_and_torn_lines(tmp_path: Path) -> None:
+    path = tmp_path / "chunks.log"
+    journal = ChunkJournal(path)
+    a = ChunkRecord(0, 0, 10, "a" * 64)
+    b = ChunkRecord(1, 0, 5, "b" * 64)
+    c = ChunkRecord(0, 10, 10, "c" * 64)
+    journal.append_chunk(a)
+    journal.append_chunk(b)
+    journal.append_reset(1)
+    journal.append_chunk(c)
+    journal.append_chunk(ChunkRecord(9, 0, 1, "d" * 64))  # index beyond the file list: ignored
+    journal.close()
+    with path.open("ab") as handle:
+        handle.write(b"garbled line\nC 1 0 5 " + b"e" * 30)  # garbage, then a torn last line
+    assert read_journal(path, file_count=2) == {0: [a, c]}
+    assert read_journal(tmp_path / "absent.log", file_count=2) == {}
+
+
+def _node(file_hash: FileHash, start: int, data: bytes) -> tuple[HashClaim, Future[Hasher]]:
+    claim = file_hash.claim(start, start + len(data))
+    assert claim is not None
+    future: Future[Hasher] = Future()
+    future.set_result(hash_bytes_after(claim, data))
+    file_hash.chained(claim, future)
+    return claim, future
+
+
+def test_file_hash_accepts_commits_out_of_order() -> None:
+    parts = [b"one", b"two", b"three"]
+    file_hash = FileHash()
+    nodes = []
+    offset = 0
+    for part in parts:
+        nodes.append(_node(file_hash, offset, part))
+        offset += len(part)
+    # Stores finish 2, 0, 1: the hash waits for the gap, then catches up.
+    for index in (2, 0, 1):
+        claim, future = nodes[index]
+        assert file_hash.commit(claim, future.result())
+    assert file_hash.upto == offset
+    assert file_hash.hasher.hexdigest() == hashlib.sha256(b"".join(parts)).hexdigest()
+
+
+def test_a_failed_node_drops_the_chain() -> None:
+    file_hash = FileHash()
+    first, _ = _node(file_hash, 0, b"bad")
+    second, second_future = _node(file_hash, 3, b"next")
+    file_hash.abandon(first)
+    assert not file_hash.commit(second, second_future.result())
+    assert file_hash.upto == 0
+    # A fresh chain starts where the hash stands.
+    claim = file_hash.claim(0, 3)
+    assert claim is not None and claim.prev is None
+
+
+def test_rewriting_hashed_bytes_invalidates() -> None:
+    file_hash = FileHash()
+    claim, future = _node(file_hash, 0, b"abc")
+    assert file_hash.commit(claim, future.result())
+    assert file_hash.claimed_end == 3
+    file_hash.invalidate()
+    assert (file_hash.upto, file_hash.claimed_end) == (0, 0)
+    assert file_hash.hasher.hexdigest() == hashlib.sha256(b"").hexdigest()
