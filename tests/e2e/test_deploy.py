@@ -8,13 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
-
 from capydeploy.agent.server import Agent
 from capydeploy.hub.client import HubClient
 from capydeploy.hub.deploy import DeployOptions, DeployProgress
 from capydeploy.hub.errors import AgentError
 from capydeploy.protocol import messages as m
 from capydeploy.protocol import new_message_id
+
 from tests.conftest import AgentFactory, code_from_state, url_of
 
 MiB = 1024 * 1024
@@ -218,7 +218,7 @@ async def test_progress_events_and_state_during_upload(agent: Agent, paired_hub:
     progress = [p for p in pushes if isinstance(p, m.UploadProgress)]
     events = [p for p in pushes if isinstance(p, m.OperationEvent)]
     assert progress and progress[-1].percentage == 100.0
-    assert [e.status for e in events][0] == m.OperationStatus.START
+    assert events[0].status == m.OperationStatus.START
     assert events[-1].status == m.OperationStatus.COMPLETE and events[-1].game_name == "Prog"
     assert snapshots and snapshots[-1].game_name == "Prog" and snapshots[-1].total_bytes == 6 * MiB
     assert agent.snapshot().recent_installs[0].game_name == "Prog"

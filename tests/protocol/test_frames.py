@@ -7,17 +7,16 @@ import json
 import struct
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from capydeploy.protocol import FrameError, decode_chunk, encode_chunk
 from capydeploy.protocol.constants import CHUNK_SIZE, MAX_CHUNK_HEADER
 from capydeploy.protocol.messages import ChunkHeader
+from hypothesis import given
+from hypothesis import strategies as st
 
 _segment = st.text(
     alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/\\"), min_size=1, max_size=10
 ).filter(lambda s: s not in (".", ".."))
-_paths = st.lists(_segment, min_size=1, max_size=4).map("/".join).filter(lambda p: not p[1:2] == ":")
+_paths = st.lists(_segment, min_size=1, max_size=4).map("/".join).filter(lambda p: p[1:2] != ":")
 
 
 @given(

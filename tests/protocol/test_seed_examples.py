@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from capydeploy.protocol import REPLY_MODELS, REQUEST_MODELS, MessageType
 from capydeploy.protocol.messages import ChunkHeader, WireModel
 

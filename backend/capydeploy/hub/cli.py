@@ -7,8 +7,8 @@ import asyncio
 import json
 import logging
 import sys
-from dataclasses import asdict
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -165,7 +165,7 @@ async def cmd_deploy(args: argparse.Namespace, out: Output) -> int:
     view = ProgressView(args.agent, stream=sys.stderr if args.json or not sys.stdout.isatty() else sys.stdout)
     try:
         outcomes = await asyncio.gather(
-            *(_deploy_to(args, agent, folder, options, (files, hashes), view) for agent in args.agent)
+            *(_deploy_to(args, agent, folder=folder, options=options, prepared=(files, hashes), view=view) for agent in args.agent)
         )
     finally:
         view.close()
@@ -198,6 +198,7 @@ async def cmd_deploy(args: argparse.Namespace, out: Output) -> int:
 async def _deploy_to(
     args: argparse.Namespace,
     agent: str,
+    *,
     folder: Path,
     options: DeployOptions,
     prepared: tuple[list[LocalFile], dict[str, str]],

@@ -461,4 +461,4 @@ class HubClient:
 
         if cache is None:
             cache = HashCache(self.config_dir / "hash-cache.json")
-        return await deploy_folder(self, folder, options or DeployOptions(game_name=folder.name), progress, cache)
+        return await deploy_folder(self, folder, options or DeployOptions(game_name=folder.name), progress, cache=cache)

@@ -331,6 +331,7 @@ async def deploy_folder(
     folder: Path,
     options: DeployOptions,
     progress: ProgressCallback | None = None,
+    *,
     cache: HashCache | None = None,
     prepared: tuple[list[LocalFile], dict[str, str]] | None = None,
 ) -> DeployResult:
