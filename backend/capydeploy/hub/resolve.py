@@ -34,6 +34,7 @@ from .discovery import resolve_name
 DNS_TIMEOUT = 2.0
 MDNS_TIMEOUT = 3.0
 
+_TYPED_PORT = re.compile(r":\d{1,5}$")
 _HOST_PORT = re.compile(r"^(?P<host>[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?\.?)(?::(?P<port>\d{1,5}))?$")
 
 
@@ -65,7 +66,7 @@ async def resolve_agent(
             return address
         name = host
     else:
-        name = text
+        name = _TYPED_PORT.sub("", text)  # "Living Room Deck:9999": the advertised port is used
     found_agent = await resolve_name(name, mdns_timeout, interfaces=interfaces)
     if found_agent is not None:
         return found_agent
