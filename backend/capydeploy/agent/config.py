@@ -28,6 +28,7 @@ class AgentConfig:
     steam_root: Path | None = None
     name: str | None = None
     mdns: bool = True
+    mdns_interfaces: list[str] | None = None  # None: every interface
     version: str = __version__
     platform: str = field(default_factory=default_platform)
     shortcut_backend: Literal["file", "steam-client"] = "file"

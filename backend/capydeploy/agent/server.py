@@ -22,6 +22,7 @@ from .config import AgentConfig
 from .connection import Handler, HubSession
 from .handlers import HANDLERS
 from .hubs import HubRegistry
+from .mdns import MdnsAdvertiser
 from .network import lan_addresses
 from .pairing import PairingCode, PairingGate
 from .services import build_steam_service, build_transfer_service
@@ -66,6 +67,8 @@ class Agent:
         self._event_listeners: list[EventListener] = []
         self._upload_rate = _RateMeter()
         self._maintenance: asyncio.Task[None] | None = None
+        self._mdns: MdnsAdvertiser | None = None
+        self._mdns_start: asyncio.Task[None] | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -105,6 +108,18 @@ class Agent:
         if sockets:
             self.port = sockets[0].getsockname()[1]
         self._maintenance = asyncio.create_task(self._maintain())
+        if config.mdns:
+            self._mdns = MdnsAdvertiser(
+                self.settings.agent_id,
+                self.settings.name,
+                config.version,
+                config.platform,
+                self.port,
+                lambda: lan_addresses(config.host),
+                interfaces=config.mdns_interfaces,
+            )
+            # Registration takes a second or two; serving hubs need not wait for it.
+            self._mdns_start = asyncio.create_task(self._mdns.start())
         log.info("listening on ws://%s:%d%s", config.host, self.port, constants.WS_PATH)
         self.state_changed()
 
@@ -115,12 +130,24 @@ class Agent:
                 await self._maintenance
             self._maintenance = None
         server, self._server = self._server, None
+        mdns, self._mdns = self._mdns, None
         if server is not None:
             server.close(close_connections=True)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(server.wait_closed(), 3.0)
+        # Closing sockets and withdrawing the mDNS record run side by side: Decky allows 5 s in all.
+        await asyncio.gather(self._close_server(server), self._stop_mdns(mdns))
         await self.transfer.close()
         self.state_changed()
+
+    @staticmethod
+    async def _close_server(server: Server | None) -> None:
+        if server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 3.0)
+
+    async def _stop_mdns(self, mdns: MdnsAdvertiser | None) -> None:
+        if mdns is not None:
+            await mdns.stop()  # bounded, never raises
+        self._mdns_start = None
 
     async def _maintain(self) -> None:
         """Housekeeping: expire staged uploads older than 24 h, hourly."""
@@ -307,6 +334,8 @@ class Agent:
             raise ValueError("the name must be 1 to 255 characters")
         self.settings.name = name
         await self.settings.save(self.data_dir / "settings.json")
+        if self._mdns is not None:
+            await self._mdns.set_name(name)
         self.state_changed()
 
     async def set_install_dir(self, path: str) -> None:

@@ -21,6 +21,7 @@ from .artwork_args import add_artwork_arguments, artwork_from_args
 from .client import HubClient
 from .config import hub_config_dir
 from .deploy import DeployOptions, DeployResult, deploy_folder, prepare
+from .discovery import discover_agents
 from .errors import AgentError, ConnectionLost, HubError
 from .hashcache import HashCache
 from .progress import ProgressView
@@ -309,7 +310,21 @@ async def cmd_remove(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+async def cmd_discover(args: argparse.Namespace, out: Output) -> int:
+    agents = await discover_agents(timeout=args.timeout, interfaces=args.interface or None)
+
+    def show() -> None:
+        if not agents:
+            out.line("no agents found (is the Deck on the same network, with the plugin running?)")
+        for agent in agents:
+            out.line(f"{agent.name}  {agent.platform}  {agent.address.host}:{agent.port}  (id {agent.id}, v{agent.version})")
+
+    out.result([asdict(agent) for agent in agents], show)
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Output], Coroutine[Any, Any, int]]] = {
+    "discover": cmd_discover,
     "pair": cmd_pair,
     "info": cmd_info,
     "config": cmd_config,
@@ -333,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     agent_help = "the agent: host, host:port, ws:// URL or its advertised name"
+
+    discover = commands.add_parser("discover", help="list the agents on the local network (mDNS)")
+    discover.add_argument("--timeout", type=float, default=3.0, help="seconds to listen (default 3)")
+    discover.add_argument("--interface", action="append", default=None, metavar="ADDRESS",
+                          help="only browse on this local address (repeatable; default: all)")
 
     pair = commands.add_parser("pair", help="pair with an agent (type the code shown on the device)")
     pair.add_argument("agent", metavar="AGENT", help=agent_help)
