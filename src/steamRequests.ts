@@ -54,6 +54,10 @@ export async function performRequest(request: SteamRequest): Promise<SteamReques
       return steam.removeShortcut(request.appId)
         ? { ok: true, appId: request.appId }
         : failed("Steam refused to remove the shortcut");
+    case "icon":
+      return steam.setShortcutIcon(request.appId, request.path)
+        ? { ok: true, appId: request.appId }
+        : failed("Steam refused the shortcut's icon");
     case "artwork": {
       const error = await applyArtwork(request.appId, request.artwork);
       return error ? failed(error) : { ok: true, appId: request.appId };

@@ -6,6 +6,7 @@ export { PROTON_EXPERIMENTAL, setCompatTool } from "./compatTool";
 export { removeShortcut } from "./removeShortcut";
 export {
   setShortcutExe,
+  setShortcutIcon,
   setShortcutLaunchOptions,
   setShortcutName,
   setShortcutStartDir,

@@ -19,3 +19,8 @@ export function setShortcutLaunchOptions(appId: number, launchOptions: string): 
     SteamClient.Apps.SetShortcutLaunchOptions(appId, launchOptions),
   );
 }
+
+// The icon is a file path, not artwork bytes: Steam shows it in lists and the overlay.
+export function setShortcutIcon(appId: number, path: string): boolean {
+  return trySteamCall("SetShortcutIcon", () => SteamClient.Apps.SetShortcutIcon(appId, path));
+}

@@ -43,6 +43,19 @@ export interface ArtworkRequest {
   artwork: Artwork[];
 }
 
-export type SteamRequest = CreateShortcutRequest | RenameShortcutRequest | RemoveShortcutRequest | ArtworkRequest;
+export interface IconRequest {
+  id: string;
+  kind: "icon";
+  appId: number;
+  /** Absolute path of the icon file the backend wrote into Steam's grid folder. */
+  path: string;
+}
+
+export type SteamRequest =
+  | CreateShortcutRequest
+  | RenameShortcutRequest
+  | RemoveShortcutRequest
+  | ArtworkRequest
+  | IconRequest;
 
 export type SteamRequestResult = { ok: true; appId: number } | { ok: false; error: string };

@@ -7,6 +7,7 @@ export interface FakeShortcut {
   startDir: string;
   launchOptions: string;
   compatTool: string | null;
+  icon: string;
   artwork: Map<number, { data: string; format: string }>;
 }
 
@@ -43,6 +44,7 @@ export function installFakeSteam(firstAppId = 3_000_000_001): FakeSteam {
         startDir: "",
         launchOptions: "",
         compatTool: null,
+        icon: "",
         artwork: new Map(),
       });
       return appId;
@@ -54,6 +56,10 @@ export function installFakeSteam(firstAppId = 3_000_000_001): FakeSteam {
     SetShortcutExe(appId: number, exe: string) {
       step("SetShortcutExe");
       shortcut(appId).exe = exe;
+    },
+    SetShortcutIcon(appId: number, path: string) {
+      step("SetShortcutIcon");
+      shortcut(appId).icon = path;
     },
     SetShortcutStartDir(appId: number, startDir: string) {
       step("SetShortcutStartDir");

@@ -126,6 +126,12 @@ describe("the other requests", () => {
     expect(callsTo("steam_request_done").at(-1)).toEqual(["r", { ok: true, appId: 3_000_000_001 }]);
   });
 
+  it("sets the icon from the file the backend wrote", async () => {
+    await handleRequest({ id: "i", kind: "icon", appId: 3_000_000_001, path: "/home/deck/grid/1_icon.png" });
+    expect(steam.shortcuts.get(3_000_000_001)!.icon).toBe("/home/deck/grid/1_icon.png");
+    expect(callsTo("steam_request_done").at(-1)).toEqual(["i", { ok: true, appId: 3_000_000_001 }]);
+  });
+
   it("removes", async () => {
     await handleRequest({ id: "x", kind: "remove", appId: 3_000_000_001 });
     expect(steam.shortcuts.size).toBe(0);
