@@ -38,6 +38,12 @@ log = logging.getLogger(__name__)
 # Requests of one hub handled at once; past this the session stops reading (back-pressure).
 MAX_CONCURRENT_REQUESTS = 128
 
+# Requests that are not cancelled when the hub's connection drops: they run to the end, only the
+# reply is lost, and the hub finds the outcome when it comes back. A complete_upload cancelled while
+# its install ran in a worker thread left the game installed but the upload open, and every resume
+# of it then failed with 500 (see docs/reliability.md, suite 3).
+RUN_TO_COMPLETION = frozenset({MessageType.COMPLETE_UPLOAD})
+
 Handler = Callable[["HubSession", Any], Awaitable[BaseModel | None]]
 
 
@@ -58,6 +64,7 @@ class HubSession:
         self.connected_at = time.time()
         self.address = _peer_address(websocket)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._uncancellable: set[asyncio.Task[None]] = set()
         self._unacked_bytes = 0
         self._room = asyncio.Event()
         self._room.set()
@@ -80,7 +87,8 @@ class HubSession:
             pass
         finally:
             for task in list(self._tasks):
-                task.cancel()
+                if task not in self._uncancellable:
+                    task.cancel()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             self.agent.session_ended(self)
@@ -145,18 +153,24 @@ class HubSession:
             reason = "pairing required" if self.hub_id else "send hub_connected first"
             await self.reply_error(ErrorCode.UNAUTHORIZED, f"unauthorized: {reason}", request_id)
         else:
-            await self._spawn_bounded(self._answer(request_id, message_type, payload))
+            await self._spawn_bounded(
+                self._answer(request_id, message_type, payload), finish=message_type in RUN_TO_COMPLETION
+            )
 
-    async def _spawn_bounded(self, coroutine: Awaitable[None]) -> None:
+    async def _spawn_bounded(self, coroutine: Awaitable[None], finish: bool = False) -> None:
         """Start a request task, but read no further while too many are still running."""
         while len(self._tasks) >= MAX_CONCURRENT_REQUESTS:
             await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
-        self._spawn(coroutine)
+        self._spawn(coroutine, finish)
 
-    def _spawn(self, coroutine: Awaitable[None]) -> None:
+    def _spawn(self, coroutine: Awaitable[None], finish: bool = False) -> None:
+        """Start a task of this session; `finish` ones are awaited, not cancelled, when it ends."""
         task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if finish:
+            self._uncancellable.add(task)
+            task.add_done_callback(self._uncancellable.discard)
 
     async def _answer(self, request_id: str, message_type: MessageType, payload: BaseModel) -> None:
         """Run one authenticated request and send its single reply."""
@@ -169,6 +183,8 @@ class HubSession:
             await self.reply_error(error.code, error.message, request_id)
         except asyncio.CancelledError:
             raise
+        except (ConnectionClosed, SessionClosed):
+            log.info("hub %s left before %s finished; no reply sent", self.hub_id, message_type.value)
         except Exception:
             log.exception("hub %s: %s failed", self.hub_id, message_type.value)
             await self.reply_error(ErrorCode.INTERNAL, f"{message_type.value} failed: internal error", request_id)
