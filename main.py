@@ -14,6 +14,7 @@ for _folder in (os.path.join(_HERE, "bin", "py_modules"), os.path.join(_HERE, "p
         sys.path.insert(0, _folder)
 
 import decky  # noqa: E402 - provided by Decky Loader's process
+
 from capydeploy.decky import DeckyPlugin  # noqa: E402
 
 

@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 import websockets
+from websockets.asyncio.client import ClientConnection
+
 from capydeploy.agent.config import AgentConfig
 from capydeploy.agent.server import Agent
 from capydeploy.hub.client import HubClient
 from capydeploy.protocol import messages as m
-from websockets.asyncio.client import ClientConnection
 
 AgentFactory = Callable[..., Awaitable[Agent]]
 

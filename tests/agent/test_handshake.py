@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
 from capydeploy.agent.server import Agent
 from capydeploy.hub.client import HubClient
 from capydeploy.hub.errors import AgentError, RevokedError
 from capydeploy.protocol import messages as m
-from websockets.exceptions import ConnectionClosed, InvalidStatus
-
 from tests.conftest import AgentFactory, RawPeer, code_from_state, url_of
 
 OpenPeer = Callable[[], Awaitable[RawPeer]]

@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+
 from capydeploy.agent.mdns import MdnsAdvertiser
 from capydeploy.hub.discovery import DiscoveredAgent, discover_agents, resolve_name
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from capydeploy.agent.shortcuts import SteamClientShortcutBackend
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
 from capydeploy.protocol.messages import ArtworkKey

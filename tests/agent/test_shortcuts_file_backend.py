@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import vdf
+
 from capydeploy.agent.shortcuts import FileShortcutBackend
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
 from capydeploy.protocol.messages import ArtworkKey

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import vdf
 from aiohttp import web
+
 from capydeploy.agent.shortcuts import FileShortcutBackend
 from capydeploy.agent.steam_service import SteamService, account_id_for, exe_inside
 from capydeploy.protocol.errors import ErrorCode, ProtocolError

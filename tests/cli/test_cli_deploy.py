@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from capydeploy.hub.client import HubClient
-
 from tests.conftest import AgentFactory, code_from_state, url_of
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from capydeploy.agent.state import AgentSnapshot, UploadState
 from capydeploy.decky import DEFAULTS_FILE, AgentUnavailable, DeckyPlugin
 from capydeploy.decky import plugin as plugin_module

@@ -8,13 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
+
 from capydeploy.agent.server import Agent
 from capydeploy.hub.client import HubClient
 from capydeploy.hub.deploy import DeployOptions, DeployProgress
 from capydeploy.hub.errors import AgentError
 from capydeploy.protocol import messages as m
 from capydeploy.protocol import new_message_id
-
 from tests.conftest import AgentFactory, code_from_state, url_of
 
 MiB = 1024 * 1024

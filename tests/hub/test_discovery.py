@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+
 from capydeploy.agent.mdns import MdnsAdvertiser
 from capydeploy.hub import resolve
 from capydeploy.hub.address import AgentAddress

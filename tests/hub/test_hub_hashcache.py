@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from capydeploy.hub import hashcache
 from capydeploy.hub.hashcache import FileChangedError, HashCache, hash_files
 from capydeploy.hub.scan import LocalFile, scan_folder

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+
 from capydeploy.hub.steamgriddb import SteamGridDB, SteamGridDBError, find_artwork, pick_image
 
 KEY = "test-key-not-a-real-one"

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from capydeploy.hub.client import HubClient
 from capydeploy.hub.deploy import DeployOptions
 from capydeploy.protocol import messages as m

@@ -7,11 +7,12 @@ import json
 import struct
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from capydeploy.protocol import FrameError, decode_chunk, encode_chunk
 from capydeploy.protocol.constants import CHUNK_SIZE, MAX_CHUNK_HEADER
 from capydeploy.protocol.messages import ChunkHeader
-from hypothesis import given
-from hypothesis import strategies as st
 
 _segment = st.text(
     alphabet=st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="/\\"), min_size=1, max_size=10

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+
 from capydeploy.protocol import ErrorCode, ProtocolError, account_id_of, parse_envelope, parse_request
 from capydeploy.protocol.catalog import MessageType
 from capydeploy.protocol.envelope import encode_error, encode_message

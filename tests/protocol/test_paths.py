@@ -6,10 +6,11 @@ import os.path
 import posixpath
 
 import pytest
-from capydeploy.protocol import ProtocolError, parse_envelope, parse_request
-from capydeploy.protocol.paths import PathRuleError, validate_game_name, validate_relative_path
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+
+from capydeploy.protocol import ProtocolError, parse_envelope, parse_request
+from capydeploy.protocol.paths import PathRuleError, validate_game_name, validate_relative_path
 
 BAD_GAME_NAMES = {
     "empty": "",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from capydeploy.protocol import REPLY_MODELS, REQUEST_MODELS, MessageType
 from capydeploy.protocol.messages import ChunkHeader, WireModel
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import vdf
+
 from capydeploy.steam.appid import rungameid, shortcut_app_id, to_signed_int32, to_unsigned_int32
 
 # (Exe field exactly as stored, AppName, unsigned id, stored int32) from guides/steam.md.

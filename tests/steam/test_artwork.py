@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from capydeploy.protocol.messages import ArtworkKey
 from capydeploy.steam.artwork import (
     LOGO_POSITION,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
+
 from capydeploy.steam.artwork import ImageType
 from capydeploy.steam.download import (
     ArtworkDownloader,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from capydeploy.steam.process import (
     RestartLimiter,
     RestartRefused,

@@ -9,6 +9,9 @@ from typing import Any
 
 import pytest
 import vdf
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from capydeploy.steam.appid import shortcut_app_id, to_signed_int32
 from capydeploy.steam.shortcuts_file import (
     EMPTY_FILE,
@@ -18,8 +21,6 @@ from capydeploy.steam.shortcuts_file import (
     ShortcutsFileError,
     backup_paths,
 )
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 HEADER = b"\x00shortcuts\x00"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import vdf
+
 from capydeploy.steam.users import list_users, read_login_users
 
 STEAMID = 76561198012345678

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import posixpath
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from ..protocol import ErrorCode, MessageType, ProtocolError
 from ..protocol import messages as m
+from ..protocol.paths import RESERVED_NAMES, PathRuleError, validate_game_name
 from .state import InstalledGame
 
 if TYPE_CHECKING:
@@ -140,8 +143,7 @@ async def delete_game(session: HubSession, request: m.DeleteGame) -> m.Operation
     root = agent.transfer.resolve_install_root(None)
     game_name = request.game_name or await _game_of_app(session, request)
     game_dir = root / game_name
-    if not await asyncio.to_thread(game_dir.is_dir):
-        raise ProtocolError(ErrorCode.NOT_FOUND, f"no installed game {game_name!r}")
+    await asyncio.to_thread(_check_game_dir, root, game_dir)
     removed = await agent.steam.delete_for_game(
         game_dir,
         user_id=request.user_id,
@@ -154,6 +156,29 @@ async def delete_game(session: HubSession, request: m.DeleteGame) -> m.Operation
     return m.OperationResult(success=True, path=str(game_dir), message=f"removed {game_name}{shortcuts}")
 
 
+def _check_game_dir(root: Path, game_dir: Path) -> None:
+    """A game folder delete_game may act on: a folder in the install root, or a symlink to one in it.
+
+    Checked before any shortcut is removed: shortcuts are matched by the folder's real path, so a
+    link out of the root (made on the device) must not lead to the shortcuts of whatever it points at.
+    """
+    if not game_dir.is_dir():
+        raise ProtocolError(ErrorCode.NOT_FOUND, f"no installed game {game_dir.name!r}")
+    if not game_dir.is_symlink():
+        return
+    real = Path(os.path.realpath(game_dir))
+    if (
+        real == root
+        or not real.is_relative_to(root)
+        or any(part in RESERVED_NAMES for part in real.relative_to(root).parts)
+    ):
+        raise ProtocolError(
+            ErrorCode.BAD_REQUEST,
+            f"{game_dir.name!r} in {root} is a symbolic link that points outside the install folder; "
+            "it is not a game this agent installed",
+        )
+
+
 async def _game_of_app(session: HubSession, request: m.DeleteGame) -> str:
     """The installed game folder a shortcut's executable points into."""
     agent = session.agent
@@ -163,12 +188,16 @@ async def _game_of_app(session: HubSession, request: m.DeleteGame) -> str:
     for shortcut in await agent.steam.backend.list_shortcuts(user):
         if shortcut.app_id != request.app_id:
             continue
+        # Normalised first: '..' in a shortcut's exe must not climb out of (or around) the root.
         try:
-            relative = Path(shortcut.exe).relative_to(root)
+            relative = PurePosixPath(posixpath.normpath(shortcut.exe)).relative_to(root)
         except ValueError:
             break
         if len(relative.parts) >= 2:
-            return relative.parts[0]
+            try:
+                return validate_game_name(relative.parts[0])
+            except PathRuleError:
+                break
         break
     raise ProtocolError(ErrorCode.NOT_FOUND, f"app {request.app_id} is not a game installed by this agent")
 

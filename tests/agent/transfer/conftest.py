@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from capydeploy.agent.transfer import TransferService
 
+from capydeploy.agent.transfer import TransferService
 from tests.agent.transfer.transfer_helpers import CHUNK
 
 ServiceFactory = Callable[..., TransferService]

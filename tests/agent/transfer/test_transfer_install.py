@@ -8,10 +8,10 @@ import random
 from pathlib import Path
 
 import pytest
+
 from capydeploy.agent.transfer import TransferService, incremental, install
 from capydeploy.agent.transfer.manifest import manifest_path
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
-
 from tests.agent.transfer.conftest import ServiceFactory
 from tests.agent.transfer.transfer_helpers import (
     CHUNK,

@@ -7,11 +7,12 @@ import itertools
 from concurrent.futures import Future
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from capydeploy.agent.transfer.filehash import FileHash, HashClaim, Hasher, hash_bytes_after
 from capydeploy.agent.transfer.journal import ChunkJournal, ChunkRecord, read_journal
 from capydeploy.agent.transfer.ranges import ByteRanges
-from hypothesis import given
-from hypothesis import strategies as st
 
 SIZE = 64
 spans = st.tuples(st.integers(0, SIZE), st.integers(0, SIZE)).map(sorted)

@@ -6,10 +6,10 @@ import random
 from pathlib import Path
 
 import pytest
+
 from capydeploy.agent.transfer import TransferService
 from capydeploy.protocol.constants import STAGING_TTL
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
-
 from tests.agent.transfer.conftest import ServiceFactory
 from tests.agent.transfer.transfer_helpers import (
     CHUNK,

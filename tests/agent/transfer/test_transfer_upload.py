@@ -9,9 +9,9 @@ import stat
 from pathlib import Path
 
 import pytest
+
 from capydeploy.agent.transfer import TransferService
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
-
 from tests.agent.transfer.transfer_helpers import (
     CHUNK,
     HUB,

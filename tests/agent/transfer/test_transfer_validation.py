@@ -7,11 +7,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
+
 from capydeploy.agent.transfer import TransferService
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
 from capydeploy.protocol.messages import InitUpload
-from pydantic import ValidationError
-
 from tests.agent.transfer.conftest import ServiceFactory
 from tests.agent.transfer.transfer_helpers import HUB, listing, make_request, upload
 
