@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from ..memory import keep_freed_memory
 from ..protocol import messages as m
 from ..protocol import new_message_id
 from .client import HubClient
@@ -335,5 +336,6 @@ async def deploy_folder(
     cache: HashCache | None = None,
     prepared: tuple[list[LocalFile], dict[str, str]] | None = None,
 ) -> DeployResult:
+    keep_freed_memory()
     files, hashes = prepared if prepared is not None else await prepare(folder, cache)
     return await Deployment(client, files, hashes, options, progress).run()
