@@ -37,7 +37,13 @@ def new_code() -> str:
 
 
 class PairingGate:
-    """One pending code at a time; three wrong codes invalidate it and lock pairing for a while."""
+    """One pending code at a time; three wrong codes invalidate it and lock pairing for a while.
+
+    Wrong codes are counted across codes, not per code: reconnecting gets a fresh code, and a
+    count that started again with each code would let a LAN client guess twice per connection
+    forever without ever being locked out. The count is forgotten after a success, when the lock
+    starts, when the device's user lifts it, or once no wrong code came for the lockout period.
+    """
 
     def __init__(
         self,
@@ -52,6 +58,7 @@ class PairingGate:
         self._clock = clock
         self._pending: PairingCode | None = None
         self._wrong_attempts = 0
+        self._last_wrong = 0.0
         self._locked_until = 0.0
 
     @property
@@ -72,7 +79,6 @@ class PairingGate:
         if self.lockout_remaining() > 0:
             raise PermissionError("pairing is locked")
         self._pending = PairingCode(new_code(), hub_id, hub_name, self._clock() + self._code_ttl)
-        self._wrong_attempts = 0
         return self._pending
 
     def cancel(self, hub_id: str) -> bool:
@@ -95,7 +101,9 @@ class PairingGate:
             self._pending = None
             self._wrong_attempts = 0
             return PairingOutcome.ACCEPTED
+        self._forget_old_attempts()
         self._wrong_attempts += 1
+        self._last_wrong = self._clock()
         if self._wrong_attempts >= self._max_attempts:
             self._pending = None
             self._wrong_attempts = 0
@@ -104,7 +112,13 @@ class PairingGate:
         return PairingOutcome.WRONG
 
     def attempts_left(self) -> int:
+        self._forget_old_attempts()
         return self._max_attempts - self._wrong_attempts
+
+    def _forget_old_attempts(self) -> None:
+        """Wrong codes older than the lockout period no longer count (an old typo never locks)."""
+        if self._wrong_attempts and self._clock() - self._last_wrong >= self._lockout:
+            self._wrong_attempts = 0
 
     def reset_lockout(self) -> None:
         """The device's user lifts the lock (D3)."""

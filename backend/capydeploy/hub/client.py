@@ -246,6 +246,14 @@ class HubClient:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.send(encode_message(MessageType.PING, None, new_message_id())), c.WRITE_WAIT)
 
+    async def _notice_drop(self, ws: ClientConnection) -> None:
+        """A send found the socket closed: wait until the read loop has seen it too (it clears
+        `connected` and starts the reconnection). A send on a closed socket fails without yielding,
+        so a caller that retried at once (a deploy resuming) would spin on the dead socket."""
+        reader = self._tasks[0] if self._tasks else None
+        if ws is self._ws and reader is not None and not reader.done():
+            await asyncio.wait({reader}, timeout=c.WRITE_WAIT)
+
     def _connection_dropped(self, ws: ClientConnection) -> None:
         if ws is not self._ws:
             return
@@ -333,14 +341,25 @@ class HubClient:
         future: asyncio.Future[tuple[str, dict[str, Any]]] = asyncio.get_running_loop().create_future()
         self._pending[message_id] = future
         try:
-            await asyncio.wait_for(ws.send(encode_message(message_type, payload, message_id)), c.WRITE_WAIT)
-            reply_type, frame = await asyncio.wait_for(future, timeout or self.request_timeout)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result and drops a
+            # cancellation that lands as the inner await finishes (a cancelled deploy went on).
+            async with asyncio.timeout(c.WRITE_WAIT):
+                await ws.send(encode_message(message_type, payload, message_id))
+            async with asyncio.timeout(timeout or self.request_timeout):
+                reply_type, frame = await future
         except TimeoutError:
             raise ConnectionLost(f"no reply to {message_type.value} within the request timeout") from None
         except ConnectionClosed:
+            await self._notice_drop(ws)
             raise ConnectionLost("connection lost while sending") from None
         finally:
             self._pending.pop(message_id, None)
+            # A drop while we were still sending fails the future too: mark it seen, or asyncio
+            # logs "Future exception was never retrieved" for every request cut that way.
+            if not future.done():
+                future.cancel()
+            elif not future.cancelled():
+                future.exception()
         if reply_type == MessageType.ERROR:
             error = frame.get("error") or {}
             raise AgentError(int(error.get("code", 500)), str(error.get("message", "unknown error")))
@@ -387,9 +406,12 @@ class HubClient:
 
         raw.add_done_callback(settle)
         try:
-            await asyncio.wait_for(ws.send(encode_chunk(header, data)), c.WRITE_WAIT)
-        except (TimeoutError, ConnectionClosed):
+            async with asyncio.timeout(c.WRITE_WAIT):  # not wait_for: see _exchange
+                await ws.send(encode_chunk(header, data))
+        except (TimeoutError, ConnectionClosed) as error:
             self._pending.pop(header.id, None)
+            if isinstance(error, ConnectionClosed):
+                await self._notice_drop(ws)
             raise ConnectionLost("connection lost while sending a chunk") from None
         return ack
 

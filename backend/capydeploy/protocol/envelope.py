@@ -100,7 +100,7 @@ def encode_message(message_type: str, payload: BaseModel | dict[str, Any] | None
         frame["payload"] = payload.model_dump(mode="json", by_alias=True, exclude_none=True)
     elif payload is not None:
         frame["payload"] = payload
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    return _dumps(frame)
 
 
 def encode_error(code: ErrorCode | int, message: str, message_id: str | None) -> str:
@@ -110,4 +110,19 @@ def encode_error(code: ErrorCode | int, message: str, message_id: str | None) ->
         "type": MessageType.ERROR.value,
         "error": {"code": int(code), "message": message},
     }
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    return _dumps(frame)
+
+
+def _dumps(frame: dict[str, Any]) -> str:
+    """Compact JSON for a text frame, always valid UTF-8.
+
+    JSON may carry a lone surrogate as an escape (`"\\ud800"`), and such an id or value is echoed
+    back; written raw it could not be encoded as UTF-8 and the send would fail. Those frames are
+    written with every non-ASCII character escaped, which round-trips to the same string.
+    """
+    text = json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(frame, separators=(",", ":"), ensure_ascii=True)
+    return text

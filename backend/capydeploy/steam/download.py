@@ -93,6 +93,28 @@ def _parse_address(host: str) -> IPAddress | None:
         return None
 
 
+def _literal_address(host: str) -> IPAddress | None:
+    """The address a URL host means when aiohttp will connect to it without asking the resolver.
+
+    aiohttp takes every host made only of digits and dots, and every host with a ':', for an IP
+    literal, and hands it straight to the socket layer, whose inet_aton also reads the legacy IPv4
+    forms `127.1`, `2130706433` (decimal), `0177.0.0.1` (octal) and `0`. `ipaddress` rejects those,
+    so they must be read here the way the socket layer reads them. Raises ValueError for a host of
+    that shape that is no address at all.
+    """
+    address = _parse_address(host)
+    if address is not None:
+        return address
+    if ":" in host:
+        raise ValueError(f"{host} is not a valid IPv6 address")
+    if host.replace(".", "").isdigit():
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            raise ValueError(f"{host} is not a valid IPv4 address") from None
+    return None
+
+
 class GuardedResolver(AbstractResolver):
     """Resolves like aiohttp does, then refuses the whole host if any address breaks the policy.
 
@@ -202,7 +224,10 @@ class ArtworkDownloader:
         if not host:
             raise ArtworkDownloadError(original, "the URL has no host")
         # aiohttp connects to IP literals without asking the resolver: check them here.
-        address = _parse_address(host)
+        try:
+            address = _literal_address(host)
+        except ValueError as error:
+            raise ArtworkDownloadError(original, f"refused: {error}") from None
         port = target.port or (443 if target.scheme == "https" else 80)
         if address is not None and not self.address_allowed(address, port):
             raise ArtworkDownloadError(original, f"refused: {host} is a forbidden address")
