@@ -330,3 +330,23 @@ async def test_device_disconnect_is_not_undone_by_the_hub(agent: Agent, paired_h
     with pytest.raises(Exception, match="closed the connection"):
         await paired_hub.wait_connected(timeout=10)
     assert paired_hub.reconnects == 0
+
+
+async def test_paired_hub_takes_the_slot_from_a_pending_pairing(
+    agent: Agent, hub_config: Path, raw_peer: OpenPeer
+) -> None:
+    client = HubClient(url_of(agent), config_dir=hub_config, pair=code_from_state(agent), reconnect=False)
+    await client.connect()
+    await client.close()
+    for _ in range(100):
+        if agent.session is None:
+            break
+        await asyncio.sleep(0.05)
+    squatter = await raw_peer()
+    assert (await squatter.hello(hub_id="squatter"))["type"] == "pairing_required"
+    again = HubClient(url_of(agent), config_dir=hub_config, reconnect=False)
+    await again.connect()  # not 409: the paired hub wins over a pairing in progress
+    assert agent.session is not None and agent.session.hub_id == again.identity.hub_id
+    assert await _closed_code(squatter) == 1001
+    assert agent.snapshot().pairing is None
+    await again.close()

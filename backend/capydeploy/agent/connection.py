@@ -206,7 +206,10 @@ class HubSession:
         current = agent.session
         if current is not None and current is not self:
             same_hub = current.hub_id == hello.hub_id
-            if not (same_hub and token_valid):
+            # A paired hub (valid token) takes the slot from its own stale session, and from a
+            # connection still waiting for a pairing code: otherwise any LAN client that starts a
+            # pairing could keep the paired hub out for the code's whole life.
+            if not (token_valid and (same_hub or not current.authenticated)):
                 await self.reply_error(
                     ErrorCode.CONFLICT, f"another hub is connected ({current.hub_name or 'unknown'})", request_id
                 )
