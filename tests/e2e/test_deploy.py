@@ -144,7 +144,7 @@ async def test_agent_restart_midway_resumes(
 async def _deployment(client: HubClient, game: Path):  # type: ignore[no-untyped-def]
     from capydeploy.hub.deploy import Deployment, prepare
 
-    files, hashes = await prepare(game)
+    files, hashes = await prepare(game, hash_uncached=False)  # as HubClient.deploy does
     return Deployment(client, files, hashes, options(game.name))
 
 

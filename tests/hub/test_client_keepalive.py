@@ -60,8 +60,8 @@ async def test_rejected_chunk_is_read_again_and_resent(
     real_read = deploy_module._read_chunk
     corrupted: list[int] = []
 
-    def flaky_read(handle, offset, length):  # type: ignore[no-untyped-def]
-        chunk, checksum = real_read(handle, offset, length)
+    def flaky_read(handle, offset, length, *rest):  # type: ignore[no-untyped-def]
+        chunk, checksum = real_read(handle, offset, length, *rest)
         if offset == 1024 * 1024 and not corrupted:
             corrupted.append(offset)  # a bit flips on the way: the checksum no longer matches
             return bytes([chunk[0] ^ 1]) + chunk[1:], checksum

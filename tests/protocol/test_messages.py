@@ -11,6 +11,7 @@ from capydeploy.protocol import ErrorCode, ProtocolError, account_id_of, parse_e
 from capydeploy.protocol.catalog import MessageType
 from capydeploy.protocol.envelope import encode_error, encode_message
 from capydeploy.protocol.messages import (
+    CompleteUpload,
     DeleteGame,
     InitUpload,
     ListShortcuts,
@@ -47,7 +48,18 @@ def test_user_id_forms(user_id: int | str, account_id: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "user_id", [0, -1, "0", "", "abc", "7.6e16", 7.6e16, True, None, 2**32 + 5, "765611979602657280000", [1]]
+    "user_id",
+    [0, -1, "0", "-5", "+7", " 7", "7\n", "\u0667", "abc", "", True, False, None, 7.0, 2**32 + 5, 76561197960265728,
+     76561197960265728 + 2**32, "765611979602657280000", [1]],
+)
+def test_account_id_of_refuses_what_d5_does_not_accept(user_id: object) -> None:
+    with pytest.raises(ValueError):
+        account_id_of(user_id)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "user_id",
+    [0, -1, "0", "", "abc", "7\n", "\u0667", "7.6e16", 7.6e16, True, None, 2**32 + 5, "765611979602657280000", [1]],
 )
 def test_bad_user_id_names_the_field(user_id: object) -> None:
     error = _error(_request("list_shortcuts", {"userId": user_id}))
@@ -149,3 +161,31 @@ def test_encode_message_and_error() -> None:
     assert frame == {"id": "x", "type": "pong"}
     error = json.loads(encode_error(ErrorCode.NOT_FOUND, "no such upload", None))
     assert error == {"id": "", "type": "error", "error": {"code": 404, "message": "no such upload"}}
+
+
+@pytest.mark.parametrize(
+    ("sha256", "field"),
+    [
+        ({"../escape": "ab" * 32}, "payload.sha256"),
+        ({"a\\b": "ab" * 32}, "payload.sha256"),
+        ({"a": "not hex"}, "payload.sha256.a"),
+        ({"a": 7}, "payload.sha256.a"),
+        (["ab" * 32], "payload.sha256"),
+    ],
+)
+def test_complete_upload_sha256_extension_is_validated(sha256: Any, field: str) -> None:
+    error = _error(_request("complete_upload", {"uploadId": "u1", "sha256": sha256}))
+    assert error.code == ErrorCode.BAD_REQUEST
+    assert field in error.message
+
+
+def test_complete_upload_sha256_extension_round_trips() -> None:
+    wire = {"uploadId": "u1", "sha256": {"data/a.bin": "AB" * 32, "b": "cd" * 32}}
+    _, request = parse_request(parse_envelope(_request("complete_upload", wire)))
+    assert isinstance(request, CompleteUpload)
+    assert request.sha256 == {"data/a.bin": "ab" * 32, "b": "cd" * 32}
+    assert request.to_wire()["sha256"] == {"data/a.bin": "ab" * 32, "b": "cd" * 32}
+    # Optional: a plain seed complete_upload is still valid, and does not grow the field.
+    _, plain = parse_request(parse_envelope(_request("complete_upload", {"uploadId": "u1"})))
+    assert isinstance(plain, CompleteUpload) and plain.sha256 is None
+    assert "sha256" not in plain.to_wire()

@@ -24,7 +24,6 @@ from capydeploy.agent.transfer import OsFileWriter, TransferService
 from capydeploy.hub.client import HubClient
 from capydeploy.hub.deploy import DeployOptions
 from capydeploy.hub.errors import ConnectionLost
-from capydeploy.protocol.errors import ProtocolError
 from capydeploy.protocol.frames import ChunkFrame
 from capydeploy.protocol.messages import ChunkHeader, InitUpload, UploadConfig, UploadFile
 from scripts.reliability_lib.faults_suite import FaultOptions, FaultReport, run_faults
@@ -116,11 +115,15 @@ def tree(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.parametrize("request_cancelled", [False, True], ids=["request-runs-on", "request-cancelled"])
 async def test_complete_upload_runs_to_completion_when_the_hub_drops(
-    agent_factory: AgentFactory, tmp_path: Path
+    agent_factory: AgentFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request_cancelled: bool
 ) -> None:
     """The connection drops while complete_upload's install runs: the install finishes, the hub
-    reconnects, and its resumed deploy succeeds (it used to get 500 for ever: see the docs)."""
+    reconnects, and its resumed deploy succeeds (it used to get 500 for ever: see the docs).
+    Also when the connection layer does cancel the request: the transfer service's own job goes on."""
+    if request_cancelled:
+        monkeypatch.setattr(connection, "RUN_TO_COMPLETION", frozenset())
     agent: Agent = await agent_factory()
     writer = BlockingFsync()
     product = agent.transfer
@@ -270,7 +273,7 @@ def test_complete_upload_is_in_the_run_to_completion_set() -> None:
     assert "complete_upload" in {t.value for t in connection.RUN_TO_COMPLETION}
 
 
-# --- reproducer of a transfer defect (reported; agent/transfer/ is another engineer's) -----------
+# --- regression tests of two transfer defects (suite 3, defects 2 and 3; fixed in agent/transfer/) -
 
 
 def _request(files: dict[str, bytes]) -> InitUpload:
@@ -294,14 +297,10 @@ async def _send_all(service: TransferService, upload_id: str, files: dict[str, b
             await service.write_chunk("hub", ChunkFrame(header=header, data=memoryview(piece)))
 
 
-@pytest.mark.xfail(
-    reason="transfer defect (reported): TransferService.complete_upload is not cancellation-safe; "
-    "cancelled while its install runs in a worker thread, it leaves the upload open although the "
-    "game was installed, and completing the resumed upload fails (the journal is closed)",
-    raises=(ProtocolError, OSError),
-    strict=False,
-)
 async def test_transfer_complete_upload_cancelled_mid_install_can_be_resumed(tmp_path: Path) -> None:
+    """complete_upload cancelled while its install runs in a worker thread: it used to leave the
+    upload open although the game was installed, and completing the resumed upload failed (the
+    journal was closed). The install now runs on as the service's job."""
     games = tmp_path / "Games"
     games.mkdir()
     writer = BlockingFsync()
@@ -322,6 +321,7 @@ async def test_transfer_complete_upload_cancelled_mid_install_can_be_resumed(tmp
         with pytest.raises(asyncio.CancelledError):
             await task
         again = await service.init_upload("hub", _request(v2))  # the hub comes back and resumes
+        assert again.resume_from == {"same.bin": 5000, "a.bin": 3000}  # v2 went in: nothing to send
         await _send_all(service, again.upload_id, v2, again.resume_from or {})
         installed = await service.complete_upload("hub", again.upload_id)
         assert (installed.path / "a.bin").read_bytes() == b"2" * 3000
@@ -334,16 +334,13 @@ class _Crash(BaseException):
     """Stands for the Agent process dying at that instant (SIGKILL)."""
 
 
-@pytest.mark.xfail(
-    reason="transfer defect (reported): an Agent killed inside complete_upload between dropping the "
-    "old manifest and writing the new one keeps no manifest (and, after the swap, no staged "
-    "upload): the next deploy of the very same files sends the whole game again",
-    raises=AssertionError,
-    strict=False,
-)
 async def test_transfer_crash_between_swap_and_manifest_keeps_redeploys_incremental(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """An Agent killed inside complete_upload after the swap, before the new manifest is in place,
+    used to keep no manifest (and no staged upload): the next deploy of the very same files sent the
+    whole game again. The manifest is now staged before the swap and published on the next start.
+    (tests/agent/transfer/test_transfer_complete.py freezes the Agent at every step instead.)"""
     from capydeploy.agent.transfer import service as service_module
 
     games = tmp_path / "Games"
@@ -361,7 +358,7 @@ async def test_transfer_crash_between_swap_and_manifest_keeps_redeploys_incremen
         def die(*_args: object) -> None:
             raise _Crash
 
-        monkeypatch.setattr(service_module, "write_manifest", die)  # dies after the swap
+        monkeypatch.setattr(service_module, "publish_manifest", die)  # dies after the swap
         with pytest.raises(_Crash):
             await first.complete_upload("hub", reply.upload_id)
         monkeypatch.undo()

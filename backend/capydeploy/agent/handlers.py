@@ -79,7 +79,7 @@ async def complete_upload(session: HubSession, request: m.CompleteUpload) -> m.O
     agent = session.agent
     game_name = agent.transfer.upload_game_name(request.upload_id) or ""
     try:
-        installed = await agent.transfer.complete_upload(_hub(session), request.upload_id)
+        installed = await agent.transfer.complete_upload(_hub(session), request.upload_id, request.sha256)
     except ProtocolError as error:
         if game_name and error.code != ErrorCode.BAD_REQUEST:
             await _event(session, m.OperationStatus.ERROR, game_name, 0, f"Install failed: {error.message}")

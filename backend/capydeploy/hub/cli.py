@@ -21,7 +21,6 @@ from .artwork_args import add_artwork_arguments, artwork_from_args
 from .client import HubClient
 from .config import hub_config_dir
 from .deploy import DeployOptions, DeployResult, deploy_folder, prepare
-from .discovery import discover_agents
 from .errors import AgentError, ConnectionLost, HubError
 from .hashcache import HashCache
 from .progress import ProgressView
@@ -152,7 +151,8 @@ async def cmd_deploy(args: argparse.Namespace, out: Output) -> int:
     folder = Path(args.folder)
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a folder")
-    files, hashes = await prepare(folder, HashCache(hub_config_dir(args.config_dir) / "hash-cache.json"))
+    cache = HashCache(hub_config_dir(args.config_dir) / "hash-cache.json")
+    files, hashes = await prepare(folder, cache, hash_uncached=False)
     executable = args.exe or _default_executable(files)
     options = DeployOptions(
         game_name=args.name or folder.resolve().name,
@@ -166,7 +166,10 @@ async def cmd_deploy(args: argparse.Namespace, out: Output) -> int:
     view = ProgressView(args.agent, stream=sys.stderr if args.json or not sys.stdout.isatty() else sys.stdout)
     try:
         outcomes = await asyncio.gather(
-            *(_deploy_to(args, agent, folder=folder, options=options, prepared=(files, hashes), view=view) for agent in args.agent)
+            *(
+                _deploy_to(args, agent, folder=folder, options=options, prepared=(files, hashes), cache=cache, view=view)
+                for agent in args.agent
+            )
         )
     finally:
         view.close()
@@ -203,6 +206,7 @@ async def _deploy_to(
     folder: Path,
     options: DeployOptions,
     prepared: tuple[list[LocalFile], dict[str, str]],
+    cache: HashCache,
     view: ProgressView,
 ) -> DeployResult | str:
     """Deploy to one agent; a failure is returned as text so it never stops the others."""
@@ -212,7 +216,12 @@ async def _deploy_to(
         return str(error)
     try:
         return await deploy_folder(
-            client, folder, options, progress=lambda progress: view.update(agent, progress), prepared=prepared
+            client,
+            folder,
+            options,
+            progress=lambda progress: view.update(agent, progress),
+            prepared=prepared,
+            cache=cache,
         )
     except HubError as error:
         return str(error)
@@ -311,6 +320,8 @@ async def cmd_remove(args: argparse.Namespace, out: Output) -> int:
 
 
 async def cmd_discover(args: argparse.Namespace, out: Output) -> int:
+    from .discovery import discover_agents  # noqa: PLC0415 - zeroconf is loaded only to discover
+
     agents = await discover_agents(timeout=args.timeout, interfaces=args.interface or None)
 
     def show() -> None:

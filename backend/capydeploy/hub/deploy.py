@@ -7,6 +7,7 @@ import contextlib
 import functools
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from ..protocol import messages as m
 from ..protocol import new_message_id
 from .client import HubClient
 from .errors import AgentError, ConnectionLost, HubError
-from .hashcache import HashCache, hash_files
+from .hashcache import FileChangedError, HashCache, hash_files
 from .scan import LocalFile, scan_folder
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,9 @@ DEFAULT_WINDOW_BYTES = 8 * 1024 * 1024
 CHUNK_RETRIES = 3
 MAX_RESUMES = 20
 INSTALL_RATE = 100 * 1024 * 1024  # bytes/s assumed for complete_upload's timeout
+# The Agent capability (extension) that lets complete_upload carry the whole-file hashes.
+HASH_ON_COMPLETE = "complete_sha256"
+HASH_READ = 1024 * 1024
 
 
 @dataclass
@@ -83,7 +87,15 @@ class _Pass:
 
 
 class Deployment:
-    """One deployment of a scanned, hashed folder to one agent."""
+    """One deployment of a scanned folder to one agent.
+
+    Files the hash cache knows go into init_upload with their `sha256` (that is what makes
+    unchanged files free). The others: if the Agent has the `complete_sha256` capability, they are
+    hashed from the very reads that send them and their hashes go with complete_upload, so no
+    separate hashing pass delays the upload; otherwise they are hashed before init_upload.
+    The whole-file hash is fed by the same worker-thread read that computes each chunk's checksum,
+    from the same buffer, so both always describe the same bytes.
+    """
 
     def __init__(
         self,
@@ -92,11 +104,16 @@ class Deployment:
         hashes: dict[str, str],
         options: DeployOptions,
         progress: ProgressCallback | None = None,
+        *,
+        cache: HashCache | None = None,
     ) -> None:
         self.client = client
         self.files = files
-        self.hashes = hashes
+        self.hashes = dict(hashes)
         self.options = options
+        self.cache = cache
+        self._request: m.InitUpload | None = None
+        self._computed: dict[str, str] = {}  # hashes found while sending, for complete_upload
         self._progress = progress
         self.total = sum(file.size for file in files)
         self.sent = 0
@@ -109,6 +126,7 @@ class Deployment:
         self._last_report = 0.0
 
     def init_request(self) -> m.InitUpload:
+        """The init_upload of this deployment; built once, so every resume sends the very same list."""
         return m.InitUpload(
             config=m.UploadConfig(
                 game_name=self.options.game_name,
@@ -129,17 +147,41 @@ class Deployment:
             await self._cancel_quietly()
             raise
 
+    async def _hash_before_init(self) -> None:
+        """Hash up front what the cache does not know, unless the Agent takes hashes at completion."""
+        missing = [f for f in self.files if f.relative_path not in self.hashes]
+        if not missing:
+            return
+        status = self.client.status
+        if status is not None and HASH_ON_COMPLETE in (status.capabilities or []):
+            return
+        self._report("hashing", force=True)
+        self.hashes.update(await hash_files(missing, self.cache))
+
     async def _run(self) -> DeployResult:
-        request = self.init_request()
+        mismatch_retried = False
         while True:
             try:
                 await self.client.wait_connected()
-                reply = await self.client.init_upload(request)
+                if self._request is None:
+                    await self._hash_before_init()
+                    self._request = self.init_request()
+                reply = await self.client.init_upload(self._request)
                 self.upload_id = reply.upload_id
                 await self._send_pass(reply)
                 self._report("installing", force=True)
                 result = await self.client.complete_upload(self._complete_request(), timeout=self._complete_timeout())
                 break
+            except AgentError as error:
+                # Data held from an earlier attempt was not this file's (it changed in between, same
+                # size): the Agent dropped it; one more pass sends those files again.
+                if error.code != 400 or not error.message.startswith("sha256 mismatch") or mismatch_retried:
+                    raise
+                if not self._computed:
+                    raise
+                mismatch_retried = True
+                self._computed.clear()
+                log.info("the agent discarded data that did not match (%s); sending it again", error.message)
             except ConnectionLost as error:
                 # Resume: the agent keeps what it verified (or, if the install went through, the
                 # unchanged files), so the next pass sends only what is missing.
@@ -149,6 +191,7 @@ class Deployment:
                 log.info("connection lost during the deploy (%s); resuming", error)
                 await self.client.wait_connected()
         self._report("done", force=True)
+        await self._remember_hashes()
         return DeployResult(
             game_name=self.options.game_name,
             path=result.path or "",
@@ -170,7 +213,21 @@ class Deployment:
             shortcut=self._shortcut() if self.options.create_shortcut else None,
             user_id=self.options.user_id,
             restart_steam=self.options.restart_steam or None,
+            sha256=dict(self._computed) or None,
         )
+
+    async def _remember_hashes(self) -> None:
+        """Hashes found while sending go to the cache only now: a hub that restarts a failed deploy
+        must send the same init_upload (without them) for the Agent to resume it."""
+        if self.cache is None or not self._computed:
+            return
+        by_path = {file.relative_path: file for file in self.files}
+        for relative_path, digest in self._computed.items():
+            self.cache.store(by_path[relative_path], digest)
+        try:
+            await asyncio.to_thread(self.cache.save)
+        except OSError as exc:
+            log.warning("could not save the hash cache %s: %s", self.cache.path, exc)
 
     def _complete_timeout(self) -> float:
         """complete_upload verifies and installs: allow time for big games beyond the 30 s default."""
@@ -223,20 +280,30 @@ class Deployment:
             else:
                 lost.append(error)
 
+        for file in self._files_to_hash():
+            held_bytes = min(held.get(file.relative_path, 0), file.size)
+            if held_bytes >= file.size:  # held already, yet its hash is still needed
+                self._computed[file.relative_path] = await asyncio.to_thread(_hash_whole_file, file)
         for file, start in plan:
             self._current = file.relative_path
+            running = self._running_hash(file)
             with file.path.open("rb") as handle:
+                if running is not None and start:
+                    await asyncio.to_thread(_feed_prefix, handle, start, running)
                 offset = start
                 while offset < file.size:
                     if lost:
                         break
                     length = min(chunk_size, file.size - offset)
                     await window.acquire()
-                    data, checksum = await asyncio.to_thread(_read_chunk, handle, offset, length)
+                    data, checksum = await asyncio.to_thread(_read_chunk, handle, offset, length, running)
                     ack = await self._send(file, offset, data, checksum, window)
                     inflight.add(ack)
                     ack.add_done_callback(functools.partial(settle, file, offset, length))
                     offset += length
+                if running is not None and not lost:
+                    _check_unchanged(file, os.fstat(handle.fileno()))
+                    self._computed[file.relative_path] = running.hexdigest()
             if lost:
                 break
         if inflight:
@@ -245,6 +312,16 @@ class Deployment:
             error = lost[0]
             raise error if isinstance(error, HubError) else ConnectionLost(str(error))
         await self._resend(rejected)
+
+    def _files_to_hash(self) -> list[LocalFile]:
+        """Files whose hash init_upload did not carry and this deployment has not found yet."""
+        return [f for f in self.files if f.relative_path not in self.hashes and f.relative_path not in self._computed]
+
+    def _running_hash(self, file: LocalFile) -> hashlib._Hash | None:
+        """A fresh whole-file hash for a file whose hash is still unknown, else None."""
+        if file.relative_path in self.hashes or file.relative_path in self._computed:
+            return None
+        return hashlib.sha256()
 
     async def _send(
         self, file: LocalFile, offset: int, data: bytes, checksum: str, window: asyncio.Semaphore
@@ -309,20 +386,63 @@ class Deployment:
         )
 
 
-def _read_chunk(handle: BinaryIO, offset: int, length: int) -> tuple[bytes, str]:
-    """Read one slice and its SHA-256 (runs in a worker thread; portable seek+read, no pread)."""
+def _read_chunk(
+    handle: BinaryIO, offset: int, length: int, whole_file: hashlib._Hash | None = None
+) -> tuple[bytes, str]:
+    """Read one slice and its SHA-256, feeding `whole_file` too when given (chunks of a file are
+    read in order). Runs in a worker thread; portable seek+read, no pread."""
     handle.seek(offset)
     data = handle.read(length)
     if len(data) != length:
         raise HubError(f"{handle.name} changed while deploying (short read at {offset})")
+    if whole_file is not None:
+        whole_file.update(data)
     return data, hashlib.sha256(data).hexdigest()
 
 
+def _feed_prefix(handle: BinaryIO, end: int, hasher: hashlib._Hash) -> None:
+    """Hash the part of a file the Agent already holds (a resumed upload), without sending it."""
+    handle.seek(0)
+    done = 0
+    while done < end:
+        data = handle.read(min(HASH_READ, end - done))
+        if not data:
+            raise FileChangedError(f"{handle.name} changed while deploying (it ends at {done})")
+        hasher.update(data)
+        done += len(data)
+
+
+def _hash_whole_file(file: LocalFile) -> str:
+    hasher = hashlib.sha256()
+    with file.path.open("rb") as handle:
+        while data := handle.read(HASH_READ):
+            hasher.update(data)
+        _check_unchanged(file, os.fstat(handle.fileno()))
+    return hasher.hexdigest()
+
+
+def _check_unchanged(file: LocalFile, now: os.stat_result) -> None:
+    """A hash is only worth keeping if the file is still the one that was scanned."""
+    if (now.st_size, now.st_mtime_ns) != (file.size, file.mtime_ns):
+        raise FileChangedError(f"{file.relative_path} changed while deploying; deploy again")
+
+
 async def prepare(
-    folder: Path, cache: HashCache | None = None, progress: ProgressCallback | None = None
+    folder: Path,
+    cache: HashCache | None = None,
+    progress: ProgressCallback | None = None,
+    *,
+    hash_uncached: bool = True,
 ) -> tuple[list[LocalFile], dict[str, str]]:
-    """Scan the folder and hash its files (only those the cache does not know)."""
+    """Scan the folder and hash its files (only those the cache does not know).
+
+    With `hash_uncached=False`, only the cache is consulted: a `Deployment` hashes the rest as
+    it sends them (or up front, for an Agent without the `complete_sha256` capability).
+    """
     files = await asyncio.to_thread(scan_folder, folder)
+    if not hash_uncached:
+        known = {f.relative_path: h for f in files if cache is not None and (h := cache.lookup(f)) is not None}
+        return files, known
     hashes = await hash_files(files, cache) if cache is not None else await hash_files(files, None)
     return files, hashes
 
@@ -337,5 +457,5 @@ async def deploy_folder(
     prepared: tuple[list[LocalFile], dict[str, str]] | None = None,
 ) -> DeployResult:
     keep_freed_memory()
-    files, hashes = prepared if prepared is not None else await prepare(folder, cache)
-    return await Deployment(client, files, hashes, options, progress).run()
+    files, hashes = prepared if prepared is not None else await prepare(folder, cache, hash_uncached=False)
+    return await Deployment(client, files, hashes, options, progress, cache=cache).run()

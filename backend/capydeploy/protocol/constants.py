@@ -29,6 +29,7 @@ CHUNK_SIZE: Final = 1024 * 1024
 MAX_CHUNK_HEADER: Final = 64 * 1024
 MAX_UNACKED_WORK: Final = 64 * 1024 * 1024
 MAX_PENDING_HANDSHAKES: Final = 32
+MAX_PENDING_PER_ADDRESS: Final = 8  # of those, from one IPv4 address or IPv6 /64
 MAX_GAME_NAME_BYTES: Final = 255
 MAX_RELATIVE_PATH_BYTES: Final = 4096
 MAX_PATH_COMPONENT_BYTES: Final = 255
@@ -56,4 +57,7 @@ CAPABILITIES: Final = (
     "artwork",
     "steam_restart",
     "delete_game",
+    # Extension (docs/protocol.md): `complete_upload` may carry whole-file `sha256` values the Hub
+    # computed while sending, for files its `init_upload` listed without one.
+    "complete_sha256",
 )

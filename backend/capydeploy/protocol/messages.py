@@ -41,6 +41,9 @@ class WireModel(BaseModel):
         populate_by_name=True,
         extra="ignore",
         frozen=False,
+        # Validators are built on a model's first use, not at import: a CLI run needs only a few of
+        # them (start-up time). Validation is the same either way.
+        defer_build=True,
     )
 
     def to_wire(self) -> dict[str, object]:
@@ -311,6 +314,9 @@ class CompleteUpload(WireModel):
     shortcut: CompleteShortcut | None = None
     user_id: UserId | None = None
     restart_steam: StrictBool | None = None
+    # Extension `complete_sha256`: whole-file hashes the Hub computed while sending, for files its
+    # init_upload listed without `sha256`; checked like init_upload's and kept in the manifest.
+    sha256: dict[RelativePath, Sha256Hex] | None = Field(default=None, max_length=MAX_FILES)
 
 
 class CancelUpload(WireModel):

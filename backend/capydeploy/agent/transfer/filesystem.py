@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import shutil
 import stat
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -42,7 +45,32 @@ class FileWriter(Protocol):
 
     def fsync(self, handle: int) -> None: ...
 
+    def start_writeback(self, handle: int, offset: int, length: int) -> None:
+        """Ask the OS to start writing `[offset, offset+length)` to disk now, without waiting.
+
+        Only a hint: the fsync at completion still guarantees durability; this just lets the disk
+        work during the upload instead of all at the end.
+        """
+        ...
+
     def close(self, handle: int) -> None: ...
+
+
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """Linux's sync_file_range(2) through ctypes (the os module does not expose it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    function.restype = ctypes.c_int
+    return function
+
+
+_SYNC_FILE_RANGE = _load_sync_file_range()
+_SYNC_FILE_RANGE_WRITE = 2  # start write-out of dirty pages, do not wait
 
 
 class OsFileWriter:
@@ -63,6 +91,11 @@ class OsFileWriter:
 
     def fsync(self, handle: int) -> None:
         os.fsync(handle)
+
+    def start_writeback(self, handle: int, offset: int, length: int) -> None:
+        # A hint, so failures are ignored: the final fsync reports any real I/O error.
+        if _SYNC_FILE_RANGE is not None:
+            _SYNC_FILE_RANGE(handle, offset, length, _SYNC_FILE_RANGE_WRITE)
 
     def close(self, handle: int) -> None:
         os.close(handle)

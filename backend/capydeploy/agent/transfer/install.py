@@ -4,7 +4,8 @@ The swap is two renames on one filesystem: the installed folder moves into the s
 (`previous/`), then `tree/` moves to `<installRoot>/<gameName>`. If the second rename fails the first
 is undone. If the Agent dies between the two, `recover_swap` finds `previous/` beside `tree/` on the
 next start and puts the old version back. The old version is deleted only once the new one is in
-place. These functions run in worker threads.
+place. `recover_install` also settles the manifests the install had moved (manifest.py). These
+functions run in worker threads.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from ...storage import fsync_directory
 from .filesystem import DIRECTORY_MODE, EXECUTABLE_MODE, STAGED_FILE_MODE, FileWriter, remove_path
+from .manifest import settle_manifests
 from .staging import StagingLayout, new_upload_id, trash_dir
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,24 @@ def recover_swap(layout: StagingLayout, target: Path) -> SwapState:
     if has_tree:
         return SwapState.STAGED
     return SwapState.FINISHED if has_previous else SwapState.BROKEN
+
+
+def recover_install(layout: StagingLayout, target: Path, game_name: str) -> SwapState:
+    """`recover_swap`, then settle the manifests: the staged one is published if the staged tree
+    became the game, the old one goes back if the old version is (again) in place."""
+    had_tree = os.path.lexists(layout.tree)
+    had_previous = os.path.lexists(layout.previous)
+    had_target = os.path.lexists(target)
+    state = recover_swap(layout, target)
+    installed: bool | None
+    if not had_tree and had_target:
+        installed = True  # the staged tree was renamed into place
+    elif had_tree and had_previous and had_target:
+        installed = None  # a newer install took the name since: neither manifest is its
+    else:
+        installed = False if os.path.lexists(target) else None
+    settle_manifests(layout, game_name, installed)
+    return state
 
 
 def remove_staging(layout: StagingLayout, target: Path | None) -> None:

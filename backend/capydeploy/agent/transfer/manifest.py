@@ -3,6 +3,12 @@
 Kept beside the staging area, in `<installRoot>/.capydeploy/manifests/<sha256 of gameName>.json`,
 so the game folder the user sees holds only the game. The file name is a hash because a game
 name may already be 255 bytes, the longest name a folder entry can have.
+
+An install never leaves a moment in which a crash loses the manifest, nor one in which a manifest
+vouches for files it does not describe. Before the swap the new version's manifest is written into
+its staging folder (from the staged tree: a rename keeps every mtime) and the old one is moved there
+too, out of the way. After the swap the new one is moved into place; if the swap fails the old one
+goes back. After a crash, `settle_manifests` finishes whichever half the install reached.
 """
 
 from __future__ import annotations
@@ -16,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from ...protocol.paths import PathRuleError, validate_relative_path
-from ...storage import atomic_write_json, read_json
+from ...storage import atomic_write_json, fsync_directory, read_json
 from .filesystem import is_inside
-from .staging import agent_dir
+from .staging import StagingLayout, agent_dir
 
 MANIFEST_VERSION = 1
 
@@ -62,7 +68,11 @@ def manifest_path(root: Path, game_name: str) -> Path:
 
 def read_manifest(root: Path, game_name: str) -> InstalledManifest | None:
     """The manifest of `game_name`, or None when absent, damaged or of another game."""
-    raw = read_json(manifest_path(root, game_name), None)
+    return _read_manifest_file(manifest_path(root, game_name), game_name)
+
+
+def _read_manifest_file(path: Path, game_name: str) -> InstalledManifest | None:
+    raw = read_json(path, None)
     if not isinstance(raw, dict) or raw.get("version") != MANIFEST_VERSION:
         return None
     if raw.get("gameName") != game_name or not isinstance(raw.get("files"), list):
@@ -112,6 +122,81 @@ def build_manifest(
         info = os.lstat(game_dir / path)
         entries[path] = ManifestEntry(path, size, sha, info.st_mtime_ns)
     return InstalledManifest(game_name, installed_at, entries)
+
+
+def stage_manifest(layout: StagingLayout, manifest: InstalledManifest) -> None:
+    """Write the new version's manifest into its staging folder, before the swap."""
+    atomic_write_json(layout.manifest_file, manifest.to_json())
+
+
+def set_manifest_aside(layout: StagingLayout, game_name: str) -> None:
+    """Move the installed version's manifest into the staging folder, before the swap: once the new
+    version is in place, the old entries would describe its paths."""
+    try:
+        os.replace(manifest_path(layout.root, game_name), layout.previous_manifest)
+    except FileNotFoundError:
+        return
+    # Durable before the swap's renames: a manifest must never outlive its version in place.
+    fsync_directory(manifests_dir(layout.root))
+    fsync_directory(layout.folder)
+
+
+def put_manifest_back(layout: StagingLayout, game_name: str) -> None:
+    """The swap did not happen (or was undone): the old version is in place, its manifest is valid."""
+    _remove_quietly(layout.manifest_file)
+    _move_into_place(layout.previous_manifest, layout.root, game_name)
+
+
+def publish_manifest(layout: StagingLayout, game_name: str) -> None:
+    """The swap happened: the manifest staged for the new version now describes the installed game."""
+    _move_into_place(layout.manifest_file, layout.root, game_name)
+    _remove_quietly(layout.previous_manifest)
+
+
+def settle_manifests(layout: StagingLayout, game_name: str, installed: bool | None) -> None:
+    """After a crash inside an install: `installed` says whether the staged tree became the game
+    (True), the old version is in place (False), or neither manifest belongs to what is there (None).
+
+    A staged manifest is published only if the game folder holds every file it lists with the
+    recorded size and mtime, so a stray one can never vouch for another version's files.
+    """
+    if installed is False:
+        put_manifest_back(layout, game_name)
+        return
+    staged = _read_manifest_file(layout.manifest_file, game_name) if installed else None
+    if staged is not None and _describes(staged, layout.root / game_name):
+        publish_manifest(layout, game_name)
+        return
+    _remove_quietly(layout.manifest_file)
+    _remove_quietly(layout.previous_manifest)
+
+
+def _describes(manifest: InstalledManifest, game_dir: Path) -> bool:
+    try:
+        if not stat.S_ISDIR(os.lstat(game_dir).st_mode):
+            return False
+        for entry in manifest.entries.values():
+            info = os.lstat(game_dir / entry.path)
+            if not stat.S_ISREG(info.st_mode) or info.st_size != entry.size or info.st_mtime_ns != entry.mtime_ns:
+                return False
+    except OSError:
+        return False
+    return True
+
+
+def _move_into_place(source: Path, root: Path, game_name: str) -> None:
+    target = manifest_path(root, game_name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(source, target)
+    except FileNotFoundError:
+        return
+    fsync_directory(target.parent)
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
 
 
 def unchanged_installed_file(

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,12 +43,20 @@ from .install import (
     TreeFile,
     delete_installed,
     finalize_tree,
-    recover_swap,
+    recover_install,
     remove_staging,
     swap_into_place,
 )
 from .journal import ChunkJournal, ChunkRecord
-from .manifest import build_manifest, read_manifest, remove_manifest, write_manifest
+from .manifest import (
+    build_manifest,
+    publish_manifest,
+    put_manifest_back,
+    read_manifest,
+    remove_manifest,
+    set_manifest_aside,
+    stage_manifest,
+)
 from .resume import load_staged_session
 from .session import (
     MissingFile,
@@ -80,6 +89,9 @@ WORKER_THREADS = 4
 ACTIVITY_WRITE_INTERVAL = 60.0
 # How far one chunk may make the whole-file hash catch up by reading back from disk.
 CATCH_UP_CHUNKS = 8
+# Each time a file's writes cross a multiple of this, the block before is handed to the disk, so
+# the fsync at completion finds little left to write instead of the whole game.
+WRITEBACK_BLOCK = 8 * 1024 * 1024
 MISSING_FILES_LISTED = 5
 MISSING_RANGES_LISTED = 3
 
@@ -165,6 +177,9 @@ class TransferService:
         self._known_roots: set[Path] = set(self._allowed_roots)
         self._lock = asyncio.Lock()
         self._latest: UploadSession | None = None
+        # complete_upload jobs by (hubId, uploadId), owned here so that a caller cancelled (a
+        # dropped connection, a timeout) never interrupts one.
+        self._completing: dict[tuple[str, str], asyncio.Task[InstalledGame]] = {}
         self._closed = False
 
     # --- public API ---------------------------------------------------------------------------
@@ -298,9 +313,31 @@ class TransferService:
             upload_id=session.upload_id, bytes_written=length, total_written=session.held_bytes
         )
 
-    async def complete_upload(self, hub_id: str, upload_id: str) -> InstalledGame:
-        """Check every byte, make it durable and swap it into `<installRoot>/<gameName>`."""
+    async def complete_upload(
+        self, hub_id: str, upload_id: str, sha256: Mapping[str, str] | None = None
+    ) -> InstalledGame:
+        """Check every byte, make it durable and swap it into `<installRoot>/<gameName>`.
+
+        `sha256` holds whole-file hashes the Hub computed while sending (extension
+        `complete_sha256`), for files its init_upload listed without one.
+
+        Cancellation-safe: the work runs as a job of the service, which a cancelled caller leaves
+        running. A second call for the same upload (a Hub back after a reconnect) waits for that
+        job and gets its result; once the job is over, the installed upload is unknown (404).
+        """
         self._check_open()
+        key = (hub_id, upload_id)
+        job = self._completing.get(key)
+        if job is None:
+            self._session_of(hub_id, upload_id)  # an unknown upload is 404 at once, not after a wait
+            job = asyncio.ensure_future(self._complete(hub_id, upload_id, sha256))
+            self._completing[key] = job
+            job.add_done_callback(functools.partial(self._completion_done, key))
+        return await asyncio.shield(job)
+
+    async def _complete(
+        self, hub_id: str, upload_id: str, sha256: Mapping[str, str] | None
+    ) -> InstalledGame:
         async with self._lock:
             session = self._session_of(hub_id, upload_id)
             if session.state is not SessionState.ACTIVE:
@@ -312,8 +349,9 @@ class TransferService:
                 missing = await self._run(session, session.missing)
                 if missing:
                     raise ProtocolError(ErrorCode.BAD_REQUEST, _describe_missing(missing))
-                await self._verify_digests(session)
-                installed = await self._run(session, self._install, session)
+                expected = _expected_digests(session, sha256 or {})
+                await self._verify_digests(session, expected)
+                installed = await self._install_to_the_end(session)
             except BaseException:
                 if session.state is SessionState.COMPLETING:
                     session.state = SessionState.ACTIVE
@@ -406,6 +444,8 @@ class TransferService:
         """Let running work finish, close every file, stop the worker threads. Staged uploads stay on disk."""
         if self._closed:
             return
+        if self._completing:
+            await asyncio.wait(list(self._completing.values()))
         async with self._lock:
             self._closed = True
             for session in list(self._sessions.values()):
@@ -661,6 +701,7 @@ class TransferService:
             handle = session.handles.acquire(path)
             try:
                 write_all(self._writer, handle, data, chunk.offset)
+                _start_writeback(self._writer, handle, chunk.offset, chunk.offset + len(data))
             finally:
                 session.handles.release(path)
             assert session.journal is not None
@@ -712,6 +753,27 @@ class TransferService:
 
     # --- complete_upload helpers ----------------------------------------------------------------
 
+    def _completion_done(self, key: tuple[str, str], job: asyncio.Task[InstalledGame]) -> None:
+        if self._completing.get(key) is job:
+            del self._completing[key]
+
+    async def _install_to_the_end(self, session: UploadSession) -> InstalledGame:
+        """`_install` in a worker, awaited to its end even through a cancellation: a swap cannot be
+        stopped halfway, and until it is over the lock stays held and the session COMPLETING. The
+        cancellation is raised afterwards, with the session forgotten if the install went through."""
+        waiter = asyncio.wrap_future(self._submit(session, self._install, session))
+        cancelled = False
+        while not waiter.done():
+            try:
+                await asyncio.wait([waiter])
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            if not waiter.cancelled() and waiter.exception() is None:
+                self._forget(session)
+            raise asyncio.CancelledError
+        return waiter.result()
+
     async def _recheck_carried(self, session: UploadSession) -> None:
         """A hard-linked file shares data with the installed game; if that changed since, send it again."""
         carried = [f for f in session.files if f.sealed]
@@ -724,13 +786,24 @@ class TransferService:
             session.reset_file(staged)
         await self._run(session, _forget_files, session, changed)
 
-    async def _verify_digests(self, session: UploadSession) -> None:
-        """Finish each whole-file hash (reading only what was not hashed in order) and compare."""
+    async def _verify_digests(self, session: UploadSession, expected: Mapping[str, str]) -> None:
+        """Finish each whole-file hash (reading only what was not hashed in order) and compare it
+        with the hash the Hub gave, where it gave one; every file's hash goes to the manifest."""
+        for staged in session.files:
+            if staged.sealed:
+                staged.verified_sha256 = staged.sha256  # carried: its hash matched the manifest's
         todo = [f for f in session.files if f.digest is not None and not f.sealed]
         try:
-            bad = await self._run(session, self._finish_digests, session, todo)
+            digests = await self._run(session, self._finish_digests, session, todo)
         except OSError as exc:
             raise _os_error("could not read back the staged files", exc) from None
+        bad: list[StagedFile] = []
+        for staged, digest in zip(todo, digests, strict=True):
+            claimed = expected.get(staged.relative_path)
+            if claimed is not None and claimed != digest:
+                bad.append(staged)
+            else:
+                staged.verified_sha256 = digest
         if not bad:
             return
         for staged in bad:
@@ -743,8 +816,8 @@ class TransferService:
             f"sha256 mismatch: {listed}{more}; their data was discarded, send them again",
         )
 
-    def _finish_digests(self, session: UploadSession, files: list[StagedFile]) -> list[StagedFile]:
-        bad: list[StagedFile] = []
+    def _finish_digests(self, session: UploadSession, files: list[StagedFile]) -> list[str]:
+        digests: list[str] = []
         for staged in files:
             file_hash = staged.digest
             assert file_hash is not None
@@ -762,9 +835,8 @@ class TransferService:
                         offset += length
                 finally:
                     session.handles.release(staged.path)
-            if hasher.hexdigest() != staged.sha256:
-                bad.append(staged)
-        return bad
+            digests.append(hasher.hexdigest())
+        return digests
 
     def _install(self, session: UploadSession) -> InstalledGame:
         """Worker job: fsync and modes, swap into place, record the manifest, remove staging."""
@@ -777,18 +849,24 @@ class TransferService:
         except OSError as exc:
             raise _os_error("could not make the staged files durable", exc) from None
         self._check_target(layout.root, target)  # again: the folder may have changed since init
-        old_manifest = read_manifest(layout.root, session.game_name)
         try:
-            # Stop vouching for the old files before they change.
-            remove_manifest(layout.root, session.game_name)
-            swap_into_place(layout, target)
+            # Recorded before the swap, from the staged tree (a rename keeps every mtime), so an
+            # Agent that dies right after the swap still has it (recover_install publishes it).
+            files = [(f.relative_path, f.size, f.verified_sha256 or f.sha256) for f in session.files]
+            stage_manifest(layout, build_manifest(layout.tree, session.game_name, files, self._clock()))
         except OSError as exc:
-            if old_manifest is not None:
-                _quietly(write_manifest, layout.root, old_manifest)
-            raise _os_error(f"could not move the new version into {target}", exc) from None
+            log.warning("could not record the manifest of %r: %s", session.game_name, exc)
         try:
-            files = [(f.relative_path, f.size, f.sha256) for f in session.files]
-            write_manifest(layout.root, build_manifest(target, session.game_name, files, self._clock()))
+            # Stop vouching for the old files before they change (aside, in case the swap fails).
+            set_manifest_aside(layout, session.game_name)
+            swap_into_place(layout, target)
+        except BaseException as exc:
+            _quietly(put_manifest_back, layout, session.game_name)
+            if isinstance(exc, OSError):
+                raise _os_error(f"could not move the new version into {target}", exc) from None
+            raise
+        try:
+            publish_manifest(layout, session.game_name)
         except OSError as exc:
             log.warning("installed %r but could not record its manifest: %s", session.game_name, exc)
         _quietly(_close_files, session)
@@ -859,6 +937,28 @@ class TransferService:
 # --- small pieces run in worker threads ---------------------------------------------------------
 
 
+def _expected_digests(session: UploadSession, claimed: Mapping[str, str]) -> dict[str, str]:
+    """The whole-file hashes to check: init_upload's, completed by complete_upload's `sha256`."""
+    expected = {f.relative_path: f.sha256 for f in session.files if f.sha256 is not None}
+    listed = {f.relative_path for f in session.files}
+    for path, digest in claimed.items():
+        if path not in listed:
+            raise ProtocolError(ErrorCode.BAD_REQUEST, f"sha256: {path!r} is not a file of this upload")
+        if expected.setdefault(path, digest) != digest:
+            raise ProtocolError(
+                ErrorCode.BAD_REQUEST, f"sha256: the hash of {path!r} differs from the one in init_upload"
+            )
+    return expected
+
+
+def _start_writeback(writer: FileWriter, handle: int, start: int, end: int) -> None:
+    """Start writing out the block that `[start, end)` just completed, if it crossed a block edge."""
+    block = end // WRITEBACK_BLOCK
+    if block == start // WRITEBACK_BLOCK or block == 0:
+        return
+    writer.start_writeback(handle, (block - 1) * WRITEBACK_BLOCK, WRITEBACK_BLOCK)
+
+
 def _sha256_hex(data: memoryview) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -875,7 +975,7 @@ def _scan_staging(root: Path, live: frozenset[str]) -> _ScanResult:
             leftovers.append(layout)
             continue
         try:
-            state = recover_swap(layout, root / record.game_name)
+            state = recover_install(layout, root / record.game_name, record.game_name)
         except OSError as exc:
             log.error("could not put back the previous version of %r: %s", record.game_name, exc)
             continue

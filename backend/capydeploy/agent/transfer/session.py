@@ -42,7 +42,10 @@ class StagedFile:
     sha256: str | None
     tree: Path  # the staging tree this file lives in
     ranges: ByteRanges = field(default_factory=ByteRanges)  # bytes held and verified
-    digest: FileHash | None = None  # the running whole-file hash, when a sha256 is expected
+    # The running whole-file hash. Kept for every file, also those listed without sha256: the Hub
+    # may send their hash with complete_upload, and the manifest needs it for incremental redeploys.
+    digest: FileHash | None = None
+    verified_sha256: str | None = None  # the whole-file hash found by complete_upload's check
     # Carried over from the installed version: chunks for it are acknowledged but never written,
     # because a hard-linked file shares its data with the installed game.
     sealed: bool = False
@@ -103,7 +106,7 @@ def staged_files(tree: Path, files: list[UploadFile]) -> list[StagedFile]:
             size=entry.size,
             sha256=entry.sha256,
             tree=tree,
-            digest=FileHash() if entry.sha256 is not None else None,
+            digest=FileHash(),
         )
         for index, entry in enumerate(files)
     ]
@@ -171,6 +174,7 @@ class UploadSession:
         staged.ranges.clear()
         staged.sealed = False
         staged.carried_stat = None
+        staged.verified_sha256 = None
         if staged.digest is not None:
             staged.digest.invalidate()
 

@@ -6,6 +6,8 @@
         chunks.log      the journal of written chunks (journal.py)
         tree/           the game's files as they arrive; renamed to <installRoot>/<gameName> at the end
         previous/       the old installed version, only for the instant of the swap
+        manifest.json   the new version's manifest, written just before the swap, published after it
+        previous-manifest.json  the old version's manifest, set aside for the instant of the swap
 
 Staging sits inside the install root so the final rename never crosses filesystems.
 """
@@ -81,6 +83,14 @@ class StagingLayout:
     @property
     def previous(self) -> Path:
         return self.folder / "previous"
+
+    @property
+    def manifest_file(self) -> Path:
+        return self.folder / "manifest.json"
+
+    @property
+    def previous_manifest(self) -> Path:
+        return self.folder / "previous-manifest.json"
 
 
 @dataclass(slots=True)

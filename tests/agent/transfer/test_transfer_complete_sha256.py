@@ -1,0 +1,99 @@
+"""Extension `complete_sha256`: whole-file hashes given with complete_upload instead of init_upload.
+
+The Agent hashes every staged file while it arrives, checks the hashes complete_upload brings
+exactly like init_upload's, and records every file's hash in the manifest, so the next deploy is
+incremental even though the first init_upload carried no hash at all.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from capydeploy.agent.transfer.manifest import read_manifest
+from capydeploy.protocol.errors import ErrorCode, ProtocolError
+from tests.agent.transfer.conftest import ServiceFactory
+from tests.agent.transfer.transfer_helpers import (
+    HUB,
+    all_frames,
+    make_request,
+    send,
+    sha,
+    snapshot,
+)
+
+FILES = {"game.bin": b"g" * 5000 + b"end", "data/level.pak": bytes(range(256)) * 20, "empty": b""}
+
+
+async def _staged_without_hashes(service, files: dict[str, bytes] = FILES) -> str:  # type: ignore[no-untyped-def]
+    reply = await service.init_upload(HUB, make_request("Game", files, with_sha=False))
+    # Out of order on purpose: the Agent's in-order hash must cope (it reads back what it must).
+    await send(service, reversed(all_frames(reply.upload_id, files)))
+    return reply.upload_id
+
+
+async def test_hashes_given_at_completion_are_checked_and_recorded(make_service: ServiceFactory, games: Path) -> None:
+    service = make_service()
+    upload_id = await _staged_without_hashes(service)
+    installed = await service.complete_upload(HUB, upload_id, {path: sha(data) for path, data in FILES.items()})
+    assert snapshot(installed.path) == {**FILES, "data/": b"<dir>"}
+    manifest = read_manifest(games, "Game")
+    assert manifest is not None
+    assert {entry.path: entry.sha256 for entry in manifest.entries.values()} == {p: sha(d) for p, d in FILES.items()}
+
+
+async def test_without_any_hash_the_manifest_still_gets_the_agents_own(make_service: ServiceFactory, games: Path) -> None:
+    service = make_service()
+    upload_id = await _staged_without_hashes(service)
+    await service.complete_upload(HUB, upload_id)
+    manifest = read_manifest(games, "Game")
+    assert manifest is not None
+    assert {entry.path: entry.sha256 for entry in manifest.entries.values()} == {p: sha(d) for p, d in FILES.items()}
+    # ... which makes the next deploy (now with hashes, as a Hub that learnt them sends) incremental.
+    again = await service.init_upload(HUB, make_request("Game", FILES))
+    assert again.resume_from == {path: len(data) for path, data in FILES.items()}
+
+
+async def test_a_wrong_hash_at_completion_discards_that_file_only(make_service: ServiceFactory, games: Path) -> None:
+    service = make_service()
+    upload_id = await _staged_without_hashes(service)
+    claimed = {path: sha(data) for path, data in FILES.items()}
+    claimed["game.bin"] = sha(b"something else")
+    with pytest.raises(ProtocolError) as caught:
+        await service.complete_upload(HUB, upload_id, claimed)
+    assert caught.value.code == ErrorCode.BAD_REQUEST
+    assert caught.value.message.startswith("sha256 mismatch: game.bin")
+    assert not (games / "Game").exists()
+    # The same init_upload resumes; only the discarded file is asked for again.
+    reply = await service.init_upload(HUB, make_request("Game", FILES, with_sha=False))
+    assert reply.upload_id == upload_id
+    assert reply.resume_from is not None
+    assert "game.bin" not in reply.resume_from
+    assert reply.resume_from["data/level.pak"] == len(FILES["data/level.pak"])
+    await send(service, all_frames(upload_id, {"game.bin": FILES["game.bin"]}))
+    installed = await service.complete_upload(HUB, upload_id, {path: sha(data) for path, data in FILES.items()})
+    assert (installed.path / "game.bin").read_bytes() == FILES["game.bin"]
+
+
+@pytest.mark.parametrize(
+    ("claimed", "message"),
+    [
+        ({"nope.bin": "0" * 64}, "sha256: 'nope.bin' is not a file of this upload"),
+        ({"game.bin": "0" * 64}, "sha256: the hash of 'game.bin' differs from the one in init_upload"),
+    ],
+)
+async def test_hashes_that_cannot_apply_are_refused_and_nothing_is_installed(
+    make_service: ServiceFactory, games: Path, claimed: dict[str, str], message: str
+) -> None:
+    service = make_service()
+    reply = await service.init_upload(HUB, make_request("Game", FILES))  # init_upload gives the hashes
+    await send(service, all_frames(reply.upload_id, FILES))
+    with pytest.raises(ProtocolError) as caught:
+        await service.complete_upload(HUB, reply.upload_id, claimed)
+    assert caught.value.code == ErrorCode.BAD_REQUEST
+    assert caught.value.message == message
+    assert not (games / "Game").exists()
+    # Still active: a correct completion goes through.
+    installed = await service.complete_upload(HUB, reply.upload_id, {"game.bin": sha(FILES["game.bin"])})
+    assert snapshot(installed.path)["game.bin"] == FILES["game.bin"]

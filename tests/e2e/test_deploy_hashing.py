@@ -1,0 +1,129 @@
+"""The Hub hashes files while it sends them (extension `complete_sha256`), end to end on real sockets.
+
+What must hold: the first deploy starts sending at once (init_upload carries only cached hashes),
+every file's hash reaches the Agent with complete_upload and the Hub's cache afterwards, the next
+deploy of the same folder sends nothing, an Agent without the extension still gets every hash in
+init_upload, and data staged from an older version of a file is caught and sent again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from capydeploy.agent.server import Agent
+from capydeploy.hub.client import HubClient
+from capydeploy.hub.deploy import Deployment, prepare
+from capydeploy.protocol import constants, new_message_id
+from capydeploy.protocol import messages as m
+from tests.conftest import url_of
+from tests.e2e.test_deploy import MiB, make_game, options, tree
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class Recorder:
+    """Keeps every init_upload and complete_upload the client sends."""
+
+    def __init__(self, client: HubClient, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.inits: list[m.InitUpload] = []
+        self.completes: list[m.CompleteUpload] = []
+        real_init, real_complete = client.init_upload, client.complete_upload
+
+        async def init_upload(request: m.InitUpload) -> m.UploadInitResponse:
+            self.inits.append(request)
+            return await real_init(request)
+
+        async def complete_upload(request: m.CompleteUpload, timeout: float | None = None) -> m.OperationResult:
+            self.completes.append(request)
+            return await real_complete(request, timeout=timeout)
+
+        monkeypatch.setattr(client, "init_upload", init_upload)
+        monkeypatch.setattr(client, "complete_upload", complete_upload)
+
+
+def cached_hashes(hub_config: Path) -> dict[str, Any]:
+    import json
+
+    raw = json.loads((hub_config / "hash-cache.json").read_text())
+    return {Path(path).name: entry[2] for path, entry in raw["entries"].items()}
+
+
+async def test_first_deploy_sends_hashes_with_complete_and_caches_them(
+    agent: Agent, paired_hub: HubClient, tmp_path: Path, hub_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {"big.bin": os.urandom(3 * MiB + 5), "small.txt": b"hello", "empty": b""}
+    game = make_game(tmp_path / "Hashless", files)
+    recorder = Recorder(paired_hub, monkeypatch)
+    assert paired_hub.status is not None and "complete_sha256" in (paired_hub.status.capabilities or [])
+
+    first = await paired_hub.deploy(game, options("Hashless"))
+    assert tree(agent.install_dir / "Hashless") == files
+    assert [f.sha256 for f in recorder.inits[0].files] == [None, None, None]
+    assert recorder.completes[-1].sha256 == {path: sha(data) for path, data in files.items()}
+    assert first.bytes_sent == sum(len(data) for data in files.values())
+    assert cached_hashes(hub_config) == {path: sha(data) for path, data in files.items()}
+
+    again = await paired_hub.deploy(game, options("Hashless"))
+    assert {f.relative_path: f.sha256 for f in recorder.inits[-1].files} == {p: sha(d) for p, d in files.items()}
+    assert recorder.completes[-1].sha256 is None
+    assert again.bytes_sent == 0
+    assert again.bytes_skipped == first.bytes_sent
+
+
+async def test_an_agent_without_the_extension_gets_every_hash_in_init_upload(
+    agent: Agent, paired_hub: HubClient, tmp_path: Path, hub_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    older = tuple(c for c in constants.CAPABILITIES if c != "complete_sha256")
+    monkeypatch.setattr(constants, "CAPABILITIES", older)
+    await paired_hub.close()
+    client = HubClient(url_of(agent), config_dir=hub_config)
+    await client.connect()
+    try:
+        assert client.status is not None and "complete_sha256" not in (client.status.capabilities or [])
+        files = {"a.bin": os.urandom(MiB + 1), "b.txt": b"b"}
+        game = make_game(tmp_path / "OldAgent", files)
+        recorder = Recorder(client, monkeypatch)
+        await client.deploy(game, options("OldAgent"))
+        assert {f.relative_path: f.sha256 for f in recorder.inits[0].files} == {p: sha(d) for p, d in files.items()}
+        assert recorder.completes[0].sha256 is None
+        assert tree(agent.install_dir / "OldAgent") == files
+    finally:
+        await client.close()
+
+
+async def test_data_staged_from_an_older_version_of_a_file_is_sent_again(
+    agent: Agent, paired_hub: HubClient, tmp_path: Path
+) -> None:
+    old = {"kept.bin": os.urandom(2 * MiB), "edited.bin": os.urandom(3 * MiB)}
+    game = make_game(tmp_path / "Edited", old)
+    # An earlier attempt (say, a Hub that crashed) staged kept.bin whole and the first 2 MiB of
+    # edited.bin, without hashes, as this Hub's deploys do.
+    listed, _ = await prepare(game, hash_uncached=False)
+    request = Deployment(paired_hub, listed, {}, options("Edited")).init_request()
+    reply = await paired_hub.init_upload(request)
+    for path, length in (("kept.bin", 2 * MiB), ("edited.bin", 2 * MiB)):
+        for offset in range(0, length, reply.chunk_size):
+            data = old[path][offset : offset + reply.chunk_size]
+            header = m.ChunkHeader(
+                id=new_message_id(), upload_id=reply.upload_id, file_path=path, offset=offset, checksum=sha(data)
+            )
+            await (await paired_hub.send_chunk(header, data))
+    # Then edited.bin changed without changing size: the staged prefix is no longer its data.
+    new_edited = os.urandom(3 * MiB)
+    (game / "edited.bin").write_bytes(new_edited)
+    stat = os.stat(game / "edited.bin")
+    os.utime(game / "edited.bin", ns=(stat.st_atime_ns, max(stat.st_mtime_ns, time.time_ns()) + 10**9))
+
+    result = await paired_hub.deploy(game, options("Edited"))
+    assert tree(agent.install_dir / "Edited") == {"kept.bin": old["kept.bin"], "edited.bin": new_edited}
+    assert result.upload_id == reply.upload_id  # it resumed the staged upload...
+    assert result.bytes_skipped >= 2 * MiB  # ... kept kept.bin ...
+    assert result.bytes_sent == MiB + 3 * MiB  # ... and, after the mismatch, sent edited.bin whole
