@@ -1,7 +1,8 @@
 """Atomic, private file writes used by agent, steam and hub alike.
 
 A write goes to a temp file in the same folder, is fsynced, then renamed over the target, so a
-crash leaves either the old file or the new one, never half of either.
+crash leaves either the old file or the new one, never half of either. A crash (SIGKILL) between
+the two can leave the temp file behind: `remove_stale_temp_files` clears such leftovers.
 """
 
 from __future__ import annotations
@@ -9,12 +10,24 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import stat
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 PRIVATE_FILE_MODE = 0o600
+# A temp file younger than this may belong to a write still running (another process): kept.
+STALE_TEMP_AGE = 60.0
+# mkstemp's random part: 8 characters of this alphabet (tempfile._RandomNameSequence).
+_TEMP_RANDOM = r"[a-z0-9_]{8}"
+_TEMP_SUFFIX = ".tmp"
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
 
 
 def fsync_directory(folder: Path) -> None:
@@ -40,7 +53,7 @@ def atomic_write_bytes(
     """Replace `path` with `data` atomically; `verify(temp_path)` may raise to abort before the rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, temp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=_TEMP_SUFFIX, dir=path.parent)
     temp_path = Path(temp_name)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -56,6 +69,40 @@ def atomic_write_bytes(
             temp_path.unlink()
         raise
     fsync_directory(path.parent)
+
+
+def remove_stale_temp_files(
+    folder: Path, names: Iterable[str], max_age: float = STALE_TEMP_AGE, now: float | None = None
+) -> list[Path]:
+    """Delete the temp files that interrupted `atomic_write_bytes` calls on `folder/<name>` left.
+
+    Only regular files named exactly as this module names its temp files (`.<name>.<8 random
+    characters>.tmp`) and not modified for `max_age` seconds. Best effort: returns what it removed.
+    """
+    folder = Path(folder)
+    prefixes = "|".join(re.escape(_temp_prefix(folder / name)) for name in names)
+    if not prefixes:
+        return []
+    pattern = re.compile(f"(?:{prefixes}){_TEMP_RANDOM}{re.escape(_TEMP_SUFFIX)}")
+    limit = (time.time() if now is None else now) - max_age
+    removed: list[Path] = []
+    try:
+        with os.scandir(folder) as listing:
+            entries = list(listing)
+    except OSError:
+        return removed
+    for entry in entries:
+        if not pattern.fullmatch(entry.name):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode) or info.st_mtime > limit:
+                continue
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    return removed
 
 
 def atomic_write_json(path: Path, value: Any, private: bool = False) -> None:

@@ -5,7 +5,9 @@ names so that both send every byte: first with no load (the baseline), then unde
 
 * idle sockets that never finish the handshake: raw TCP connections that send nothing at all, and
   WebSocket connections that never send `hub_connected` (the Agent must close each one after its
-  10 s handshake timeout; raw TCP ones through the websockets server's `open_timeout`);
+  10 s handshake timeout, raw TCP ones through the websockets server's `open_timeout`, or sooner
+  with 1008 when it evicts the oldest to admit newer ones past its limits of 32 connections in the
+  handshake, 8 per address);
 * competing hubs, each a real unpaired `HubClient` that must get error 409 (another hub is
   connected), started one by one over the expected deploy time;
 * JSON pings from the paired Hub at a fixed rate (open loop: a ping is sent every 1/rate seconds
@@ -35,7 +37,7 @@ from capydeploy.hub.deploy import Deployment, DeployOptions, DeployResult, prepa
 from capydeploy.hub.errors import HubError
 from capydeploy.hub.scan import LocalFile
 from capydeploy.protocol import messages as m
-from capydeploy.protocol.constants import MAX_PENDING_HANDSHAKES
+from capydeploy.protocol.constants import MAX_PENDING_HANDSHAKES, MAX_PENDING_PER_ADDRESS
 
 from .games import sha256_file, tree_digest
 from .peers import PeersReport, run_peers
@@ -44,6 +46,7 @@ from .sandbox import AgentProcess, DeviceHome, describe_machine, machine_cpu
 HERE = Path(__file__).resolve().parent
 MiB = 1024 * 1024
 HANG_GUARD = 1800.0
+EVICTED_REASON = "too many pending connections"  # the close reason of an evicted connection
 CORES = os.cpu_count() or 1
 
 
@@ -178,8 +181,10 @@ class LoadReport:
     pings: PingStats = field(default_factory=PingStats)
     peers: PeersReport = field(default_factory=PeersReport)
     whole_run_lag: dict[str, float] = field(default_factory=dict)
+    lockout_probed: bool = False
     lockout_seconds: float | None = None  # the paired hub's wait to reconnect during an idle flood
     lockout_refusals: int = 0
+    lockout_evicted: int = 0  # idle WebSockets of the probe the Agent evicted to make room
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -328,8 +333,10 @@ class LoadRun:
 
     async def lockout_probe(self, agent: AgentProcess, url: str, hub_dir: Path) -> None:
         """The paired Hub comes back (as after a Wi-Fi drop) while more idle WebSockets are open than
-        the Agent's cap on connections in the handshake (32): how long until it is let in?"""
+        the Agent's cap on connections in the handshake (32): it must be let in at its first try (the
+        Agent evicts the oldest idle one to make room; before issue 7 it answered HTTP 503 for 10 s)."""
         idle = MAX_PENDING_HANDSHAKES + 8
+        self.report.lockout_probed = True
         self.say(f"Lockout probe: the paired hub reconnects while {idle} idle WebSockets are open")
         ready = asyncio.Event()
         peers = asyncio.create_task(
@@ -356,7 +363,10 @@ class LoadRun:
             await probe.close()
             break
         self.report.lockout_refusals = refusals
-        await peers
+        probe_peers = await peers
+        self.report.lockout_evicted = sum(
+            1 for s in probe_peers.sockets if s.outcome == "closed" and s.detail == EVICTED_REASON
+        )
 
     def check(self) -> None:
         """Correctness only; the timings are figures, not pass/fail."""
@@ -371,6 +381,14 @@ class LoadRun:
         if r.pings.errors or r.pings.answered != r.pings.sent:
             r.problems.append(
                 f"{r.pings.sent - r.pings.answered} of {r.pings.sent} pings unanswered ({r.pings.first_error})"
+            )
+        refused = peers.count("ws", "refused 503") + peers.refusals_503
+        if refused:
+            r.problems.append(f"{refused} connections were refused with HTTP 503 (the Agent must evict, not refuse)")
+        if r.lockout_probed and (r.lockout_seconds is None or r.lockout_refusals):
+            r.problems.append(
+                f"lockout probe: the paired hub was not let in at its first try "
+                f"({r.lockout_refusals} refusals, let in after {r.lockout_seconds} s)"
             )
 
 
@@ -400,6 +418,7 @@ def figure_rows(report: LoadReport) -> list[tuple[str, str]]:
         ("  closed after", peers.timing("raw")),
         ("idle WebSockets accepted, closed by the agent", f"{len(peers.closed('ws'))} (close codes {ws_codes})"),
         ("  closed after", peers.timing("ws")),
+        ("  of them evicted early (1008, limits of the handshake)", str(peers.count_detail("ws", EVICTED_REASON))),
         ("idle WebSockets refused with HTTP 503", str(peers.count("ws", "refused 503"))),
         ("idle sockets still open at the end", str(sum(1 for s in peers.sockets if s.outcome == "open"))),
         ("competing hubs that got 409", f"{peers.got_409} of {len(peers.hubs)}"),
@@ -416,7 +435,8 @@ def figure_rows(report: LoadReport) -> list[tuple[str, str]]:
     if report.lockout_seconds is not None:
         rows.append((
             f"paired hub reconnecting during {MAX_PENDING_HANDSHAKES + 8} idle WebSockets",
-            f"let in after {report.lockout_seconds:.2f} s ({report.lockout_refusals} HTTP 503 refusals first)",
+            f"let in after {report.lockout_seconds:.2f} s ({report.lockout_refusals} HTTP 503 refusals first; "
+            f"{report.lockout_evicted} idle WebSockets evicted, at most {MAX_PENDING_PER_ADDRESS} per address kept)",
         ))
     return rows
 

@@ -6,8 +6,9 @@
 * `ws` WebSocket connections that finish the HTTP upgrade and never send `hub_connected`;
 * `hubs` competing hubs: real `HubClient`s with their own (unpaired) identity, started one by one
   over `spread` seconds, each expecting error 409 (another hub is connected). A hub refused with
-  HTTP 503 (the Agent's cap on connections still in the handshake) tries again with a backoff
-  (0.25 s doubling up to 2 s), until `deadline`; each 503 is counted.
+  HTTP 503 tries again with a backoff (0.25 s doubling up to 2 s), until `deadline`; each 503 is
+  counted. (Agents before issue 7 answered 503 while 32 connections were in the handshake; the
+  Agent now evicts the oldest of those instead, so any 503 is a regression.)
 
 Every idle socket waits until the Agent closes it (or `deadline`): the report says how and when.
 `make load` runs this as its own process, so that the load does not share the Hub's event loop;
@@ -95,6 +96,10 @@ class PeersReport:
             key = str(s.close_code) if s.close_code is not None else "TCP close"
             codes[key] = codes.get(key, 0) + 1
         return codes
+
+    def count_detail(self, kind: str, detail: str) -> int:
+        """Sockets of `kind` the Agent closed with this close reason."""
+        return sum(1 for s in self.closed(kind) if s.detail == detail)
 
     @property
     def got_409(self) -> int:

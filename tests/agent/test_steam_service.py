@@ -13,7 +13,7 @@ import vdf
 from aiohttp import web
 
 from capydeploy.agent.shortcuts import FileShortcutBackend
-from capydeploy.agent.steam_service import SteamService, account_id_for, exe_inside
+from capydeploy.agent.steam_service import SteamService, exe_inside
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
 from capydeploy.protocol.messages import (
     ApplyArtwork,
@@ -165,13 +165,14 @@ async def test_unknown_users_are_404(service: SteamService, user_id: int | str) 
     assert caught.value.code == ErrorCode.NOT_FOUND
 
 
-def test_account_id_forms() -> None:
-    assert account_id_for(STEAMID) == ACCOUNT
-    assert account_id_for(str(STEAMID)) == ACCOUNT
-    assert account_id_for("7") == 7
+async def test_a_user_id_no_model_checked_is_still_a_400(service: SteamService) -> None:
+    # resolve_user is also called with ids that never went through the message models.
     for bad in ("abc", "-5", "0", True, 2**33):
-        with pytest.raises(ValueError):
-            account_id_for(bad)
+        with pytest.raises(ProtocolError) as caught:
+            await service.resolve_user(bad)
+        assert caught.value.code == ErrorCode.BAD_REQUEST
+        assert caught.value.message.startswith("userId ")
+    assert (await service.resolve_user(str(STEAMID))).account_id == ACCOUNT
 
 
 async def test_without_user_id_the_most_recent_user(service: SteamService, device: Device) -> None:

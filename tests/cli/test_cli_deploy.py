@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from capydeploy.hub.client import HubClient
@@ -23,10 +25,18 @@ async def run_hub(config: Path, *args: str) -> tuple[int, str, str]:
     return process.returncode, out.decode(), err.decode()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port that refuses every connection while the block runs: bound, never listening.
+
+    A port found free and then released (the old `free_port()`) could be taken before the hub
+    dialled it, by any other test's or session's server (the hub then reached a real agent), or
+    picked as the hub's own source port (a socket connected to itself). Held bound, neither can
+    happen: the kernel gives that port to no one else, and a SYN to it gets a reset.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        yield int(sock.getsockname()[1])
 
 
 def sample_game(folder: Path) -> Path:
@@ -45,11 +55,12 @@ async def test_deploy_to_several_agents_one_failing(
         async with HubClient(url_of(agent), config_dir=hub_config, pair=code_from_state(agent)):
             pass
     game = sample_game(tmp_path / "Shelf Game")
-    dead = f"127.0.0.1:{free_port()}"
-    code, out, err = await run_hub(
-        hub_config, "--json", "deploy", str(game), *[a for agent in agents for a in ("--agent", url_of(agent))],
-        "--agent", dead, "--no-shortcut",
-    )
+    with refused_port() as port:
+        dead = f"127.0.0.1:{port}"
+        code, out, err = await run_hub(
+            hub_config, "--json", "deploy", str(game), *[a for agent in agents for a in ("--agent", url_of(agent))],
+            "--agent", dead, "--no-shortcut",
+        )
     assert code == 1, err
     results = json.loads(out)
     for agent in agents:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import socket
-import struct
 import time
 from collections.abc import AsyncIterator
 
@@ -15,56 +13,19 @@ from capydeploy.hub import resolve
 from capydeploy.hub.address import AgentAddress
 from capydeploy.hub.discovery import DiscoveredAgent, discover_agents, resolve_name
 from capydeploy.hub.resolve import resolve_agent
-
-LOOPBACK = ["127.0.0.1"]  # every socket stays on lo: nothing leaves this machine
-
-
-def loopback_multicast_problem() -> str | None:
-    """Why multicast over loopback cannot work here, or None when a probe datagram came back."""
-    group = "224.0.0.251"
-    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        receiver.bind(("", 0))
-        port = receiver.getsockname()[1]
-        membership = struct.pack("4s4s", socket.inet_aton(group), socket.inet_aton("127.0.0.1"))
-        receiver.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
-        receiver.settimeout(1.0)
-        sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
-        sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)
-        sender.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
-        sender.sendto(b"capydeploy-probe", (group, port))
-        data, _ = receiver.recvfrom(64)
-    except OSError as error:
-        return f"multicast over loopback unavailable on this machine: {error}"
-    finally:
-        receiver.close()
-        sender.close()
-    return None if data == b"capydeploy-probe" else "multicast over loopback returned a foreign datagram"
-
-
-needs_multicast = pytest.mark.skipif(
-    (problem := loopback_multicast_problem()) is not None, reason=problem or ""
-)
+from tests.zeroconf_helpers import LOOPBACK, Advertisers, needs_multicast, unique_agent_id
 
 
 @pytest.fixture
 async def advertised() -> AsyncIterator[MdnsAdvertiser]:
     """An agent-like record, unique per run (other runs on this machine browse the same group)."""
-    agent_id = f"agent-{secrets.token_hex(6)}"
-    advertiser = MdnsAdvertiser(
-        agent_id,
-        f"Steam Deck {agent_id[-6:]}",
-        "0.1.0",
-        "linux",
-        43210,
-        lambda: ["127.0.0.1"],
-        interfaces=LOOPBACK,
-    )
+    advertisers = Advertisers()
+    agent_id = unique_agent_id()
+    advertiser = advertisers.make(lambda: ["127.0.0.1"], agent_id=agent_id, name=f"Steam Deck {agent_id[-6:]}", port=43210)
     await advertiser.start()
     assert advertiser.registered
     yield advertiser
-    await advertiser.stop()
+    await advertisers.stop_all()
 
 
 # --- discovery ----------------------------------------------------------------------------------

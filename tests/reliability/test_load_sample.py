@@ -1,6 +1,8 @@
 """A fast sample of suite 4 (`make load`): a 32 MiB deploy under 20 idle sockets, 5 competing hubs and
 100 pings/s. Correctness only, never timings: the deploy is byte-identical, every competing hub got
-409, every idle socket was closed by the Agent, every ping was answered.
+409 at its first try (no HTTP 503: the Agent evicts the oldest idle connection past its handshake
+limits instead of refusing the newest), every idle socket was closed by the Agent, every ping was
+answered.
 
 The Agent runs in-process with a 1 s handshake timeout (the product's is 10 s) so the idle sockets
 are closed quickly; `make load` runs the real process with the real timeout.
@@ -52,12 +54,16 @@ async def test_load_sample(agent_factory: AgentFactory, tmp_path: Path) -> None:
     assert result.bytes_sent == sum(size for size, _ in (source or {}).values())
 
     assert [hub.result for hub in peers.hubs] == ["409"] * 5, [(h.result, h.detail) for h in peers.hubs]
+    assert [hub.detail for hub in peers.hubs] == ["another hub is connected"] * 5  # names no hub
+    assert peers.refusals_503 == 0
 
     assert len(peers.sockets) == 20
     raw = [s for s in peers.sockets if s.kind == "raw"]
     ws = [s for s in peers.sockets if s.kind == "ws"]
     assert [s.outcome for s in raw] == ["closed"] * 10, raw
     assert [(s.outcome, s.close_code) for s in ws] == [("closed", 1008)] * 10, ws
+    # 8 per address may wait for the handshake timeout; older ones are evicted as newer ones come.
+    assert {s.detail for s in ws} <= {"no hub_connected in time", "too many pending connections"}, ws
 
     assert ping_stats.sent > 0
     assert ping_stats.errors == 0, ping_stats.first_error

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -356,6 +360,76 @@ def test_a_crash_before_the_rename_leaves_the_old_file(
         shortcuts_file.save()
     assert shortcuts_path.read_bytes() == original
     assert not [name for name in _folder_listing(shortcuts_path.parent) if name.endswith(".tmp")]
+
+
+def _age(path: Path, seconds: float) -> None:
+    old = time.time() - seconds
+    os.utime(path, (old, old), follow_symlinks=False)
+
+
+def test_a_sigkill_inside_the_atomic_write_leaves_a_temp_file_the_next_write_clears(shortcuts_path: Path) -> None:
+    original = build(SAMPLE)
+    shortcuts_path.write_bytes(original)
+    # A real process killed with SIGKILL after its temp file is written and fsynced, before the rename.
+    child = subprocess.run(
+        [
+            sys.executable, "-c",
+            "import os, signal, sys\n"
+            "from pathlib import Path\n"
+            "from capydeploy.storage import atomic_write_bytes\n"
+            "atomic_write_bytes(Path(sys.argv[1]), b'half', verify=lambda _: os.kill(os.getpid(), signal.SIGKILL))\n",
+            str(shortcuts_path),
+        ],
+        check=False, timeout=60,
+    )
+    assert child.returncode == -signal.SIGKILL
+    leftovers = [p for p in shortcuts_path.parent.iterdir() if p.name.endswith(".tmp")]
+    assert len(leftovers) == 1 and leftovers[0].name.startswith(".shortcuts.vdf.")
+    assert shortcuts_path.read_bytes() == original
+
+    # A young temp file may be a write still running elsewhere: kept. A minute later: cleared.
+    shortcuts_file = ShortcutsFile.load(shortcuts_path)
+    shortcuts_file.add(NewShortcut(name="One", exe="/g/one", start_dir="/g"))
+    shortcuts_file.save()
+    assert leftovers[0].exists()
+    _age(leftovers[0], 120)
+    shortcuts_file.add(NewShortcut(name="Two", exe="/g/two", start_dir="/g"))
+    shortcuts_file.save()
+    assert not leftovers[0].exists()
+    assert not [name for name in _folder_listing(shortcuts_path.parent) if name.endswith(".tmp")]
+    assert [s.name for s in ShortcutsFile.load(shortcuts_path).shortcuts()][-2:] == ["One", "Two"]
+
+
+def test_only_our_own_stale_temp_files_are_removed(shortcuts_path: Path) -> None:
+    shortcuts_path.write_bytes(build(SAMPLE))
+    folder = shortcuts_path.parent
+    stale = [folder / ".shortcuts.vdf.ab_d1234.tmp", folder / ".shortcuts.vdf.capydeploy-1.bak.zz9yy000.tmp"]
+    kept = [
+        folder / ".shortcuts.vdf.toolong12345.tmp",  # not mkstemp's 8 random characters
+        folder / ".shortcuts.vdf.ABCD1234.tmp",  # mkstemp draws lowercase only
+        folder / ".localconfig.vdf.abcd1234.tmp",  # another file's temp
+        folder / "shortcuts.vdf.abcd1234.tmp",  # no leading dot
+        folder / ".shortcuts.vdf.abcd1234.tmp.keep",
+    ]
+    for path in (*stale, *kept):
+        path.write_bytes(b"x")
+        _age(path, 3600)
+    young = folder / ".shortcuts.vdf.young123.tmp"
+    young.write_bytes(b"x")
+    a_folder = folder / ".shortcuts.vdf.folder12.tmp"
+    a_folder.mkdir()
+    a_link = folder / ".shortcuts.vdf.symlink1.tmp"
+    a_link.symlink_to(folder / "localconfig.vdf")
+    for path in (a_folder, a_link):
+        _age(path, 3600)
+
+    shortcuts_file = ShortcutsFile.load(shortcuts_path)
+    shortcuts_file.add(NewShortcut(name="New", exe="/g/new", start_dir="/g"))
+    shortcuts_file.save(backups=3)
+
+    assert not any(path.exists() for path in stale)
+    assert all(path.exists() for path in (*kept, young, a_folder))
+    assert a_link.is_symlink()
 
 
 def test_a_file_changed_since_loading_is_not_overwritten(shortcuts_path: Path) -> None:

@@ -43,6 +43,7 @@ class AgentConfig:
     pairing_code_ttl: float = c.PAIRING_CODE_TTL
     pairing_lockout: float = c.PAIRING_LOCKOUT
     max_pending_handshakes: int = c.MAX_PENDING_HANDSHAKES
+    max_pending_per_address: int = c.MAX_PENDING_PER_ADDRESS
     progress_interval: float = c.PROGRESS_INTERVAL
 
     def resolved_home(self) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -63,6 +64,7 @@ class HubSession:
         self.authenticated = False
         self.connected_at = time.time()
         self.address = _peer_address(websocket)
+        self.source = source_of(self.address)  # the key of the per-address handshake limit
         self._tasks: set[asyncio.Task[None]] = set()
         self._uncancellable: set[asyncio.Task[None]] = set()
         self._unacked_bytes = 0
@@ -130,6 +132,19 @@ class HubSession:
     async def close(self, code: int, reason: str) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.websocket.close(int(code), reason), self.agent.config.write_wait)
+
+    def evict(self, reason: str) -> None:
+        """Drop a connection still in the handshake to make room for a newer one, at once: a 1008
+        close frame, then the TCP connection is closed without waiting for an answer (an idle peer
+        may never give one, and a flood of evicted sockets must not pile up). `run` then ends."""
+        websocket = self.websocket
+        with contextlib.suppress(Exception):
+            websocket.protocol.fail(CloseCode.POLICY_VIOLATION, reason)  # queues the close frame
+            websocket.send_data()
+        transport = websocket.transport
+        transport.close()  # once the close frame is handed to the kernel
+        if transport.get_write_buffer_size():  # a peer that reads nothing cannot hold it open
+            asyncio.get_running_loop().call_later(1.0, transport.abort)
 
     # --- text frames --------------------------------------------------------------------------
 
@@ -210,9 +225,8 @@ class HubSession:
             # connection still waiting for a pairing code: otherwise any LAN client that starts a
             # pairing could keep the paired hub out for the code's whole life.
             if not (token_valid and (same_hub or not current.authenticated)):
-                await self.reply_error(
-                    ErrorCode.CONFLICT, f"another hub is connected ({current.hub_name or 'unknown'})", request_id
-                )
+                # Generic on purpose: an unauthenticated peer learns nothing about the connected hub.
+                await self.reply_error(ErrorCode.CONFLICT, "another hub is connected", request_id)
                 await self.close(CloseCode.NORMAL, "another hub is connected")
                 raise SessionClosed
             log.info("hub %s reconnected; closing its stale session", hello.hub_id)
@@ -332,6 +346,20 @@ class HubSession:
                 percentage=round(100.0 * progress.transferred_bytes / total, 2) if total else 100.0,
             ),
         )
+
+
+def source_of(address: str) -> str:
+    """The key of the per-address handshake limit: the IPv4 address, or the /64 of an IPv6 one
+    (a single host may hold a whole /64)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def _peer_address(websocket: ServerConnection) -> str:

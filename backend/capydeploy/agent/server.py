@@ -63,7 +63,8 @@ class Agent:
         self.port = config.port
         self.error: str | None = None
         self._server: Server | None = None
-        self._handshaking: set[HubSession] = set()
+        # Connections not yet authenticated, oldest first (a dict keeps insertion order).
+        self._handshaking: dict[HubSession, None] = {}
         self._state_listeners: list[StateListener] = []
         self._event_listeners: list[EventListener] = []
         self._upload_rate = _RateMeter()
@@ -165,24 +166,53 @@ class Agent:
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if urlsplit(request.path).path != constants.WS_PATH:
             return connection.respond(http.HTTPStatus.NOT_FOUND, "Not Found\n")
-        if len(self._handshaking) >= self.config.max_pending_handshakes:
-            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "Too many pending connections\n")
         return None
 
     async def _handle(self, websocket: ServerConnection) -> None:
-        if len(self._handshaking) >= self.config.max_pending_handshakes:
-            await websocket.close(1013, "too many pending connections")
-            return
         session = HubSession(self, websocket)
-        self._handshaking.add(session)
+        self._admit(session)
         try:
             await session.run()
         finally:
-            self._handshaking.discard(session)
+            self._handshaking.pop(session, None)
+
+    def _admit(self, session: HubSession) -> None:
+        """Count a new connection against the handshake limits, evicting older ones to make room.
+
+        A full set never refuses the newcomer: that let anyone on the LAN lock every hub out, the
+        paired one included, by holding the slots with idle sockets. The oldest pending connection
+        goes instead, so a real hub, which sends `hub_connected` within milliseconds, always gets in.
+        One source address (an IPv4 address, an IPv6 /64) may hold only a few of the slots: past
+        that it evicts its own oldest, so a flood from one machine cannot evict anyone else.
+        Connections that already sent `hub_connected` (a pairing waiting for its code) go last.
+        """
+        config = self.config
+        source = session.source
+        while True:
+            same_source = [pending for pending in self._handshaking if pending.source == source]
+            if len(same_source) >= max(1, config.max_pending_per_address):
+                self._evict(same_source)
+            elif len(self._handshaking) >= max(1, config.max_pending_handshakes):
+                self._evict(list(self._handshaking))
+            else:
+                break
+        self._handshaking[session] = None
+
+    def _evict(self, candidates: list[HubSession]) -> None:
+        """Drop the oldest of `candidates` (ordered oldest first), preferring ones still silent."""
+        victim = next((pending for pending in candidates if pending.hub_id is None), candidates[0])
+        self._handshaking.pop(victim, None)
+        log.debug("too many pending connections: dropping the oldest one, from %s", victim.address)
+        victim.evict("too many pending connections")
+
+    @property
+    def pending_handshakes(self) -> int:
+        """Connections open and not yet authenticated (at most `max_pending_handshakes`)."""
+        return len(self._handshaking)
 
     def handshake_done(self, session: HubSession) -> None:
         """An authenticated session no longer counts against the handshake limit."""
-        self._handshaking.discard(session)
+        self._handshaking.pop(session, None)
 
     # --- called by sessions -------------------------------------------------------------------
 

@@ -131,6 +131,20 @@ def _write_images(
     return results, icon
 
 
+def _write_artwork_into(
+    shortcuts_file: ShortcutsFile,
+    user: SteamUserDir,
+    app_id: int,
+    artwork: Mapping[ArtworkKey, bytes],
+    results: ArtworkResults,
+) -> None:
+    """Inside an edit: write the image files, then point the shortcut's `icon` field at the icon."""
+    written, icon = _write_images(user, app_id, artwork)
+    results.update(written)
+    if icon is not None and not shortcuts_file.update(app_id, icon=str(icon)):
+        results[ArtworkKey.ICON] = f"no shortcut with appId {app_id} to set the icon of"
+
+
 class FileShortcutBackend:
     """Edits shortcuts.vdf directly, only while Steam is stopped (it rewrites the file on exit)."""
 
@@ -173,10 +187,15 @@ class FileShortcutBackend:
         return result
 
     async def _edit(
-        self, user: SteamUserDir, restart_steam: bool, change: Callable[[ShortcutsFile], _T]
+        self,
+        user: SteamUserDir,
+        restart_steam: bool,
+        change: Callable[[ShortcutsFile], _T],
+        dry_run: Callable[[ShortcutsFile], object] | None = None,
     ) -> _T:
-        # A dry run first, so that a bad request or an unreadable file never costs a Steam restart.
-        await asyncio.to_thread(self._change, user, change, False)
+        # A dry run first (`change` itself unless given, never saved), so that a bad request or an
+        # unreadable file never costs a Steam restart.
+        await asyncio.to_thread(self._change, user, dry_run or change, False)
         async with self._steam_stopped(restart_steam):
             # Re-read after Steam stopped: its exit may have rewritten the file.
             return await asyncio.to_thread(self._change, user, change, True)
@@ -197,15 +216,11 @@ class FileShortcutBackend:
 
         def change_with_artwork(shortcuts_file: ShortcutsFile) -> int:
             app_id = change(shortcuts_file)
-            written, icon = _write_images(user, app_id, artwork)
-            results.update(written)
-            if icon is not None:
-                shortcuts_file.update(app_id, icon=str(icon))
+            _write_artwork_into(shortcuts_file, user, app_id, artwork, results)
             return app_id
 
-        await asyncio.to_thread(self._change, user, change, False)
-        async with self._steam_stopped(restart_steam):
-            app_id = await asyncio.to_thread(self._change, user, change_with_artwork, True)
+        # The dry run writes no image: only the real run, with Steam stopped, does.
+        app_id = await self._edit(user, restart_steam, change_with_artwork, dry_run=change)
         return CreateOutcome(app_id=app_id, artwork=results)
 
     async def rename(
@@ -250,20 +265,20 @@ class FileShortcutBackend:
             key: data for key, data in artwork.items() if key is not ArtworkKey.ICON
         }
         icon = artwork.get(ArtworkKey.ICON)
+        restart_error: str | None = None
         if restart_steam and await self.process.is_running():
             try:
                 # One restart, after which Steam shows every new image and the icon field.
                 return await self._apply_with_restart(user, app_id, artwork)
             except ProtocolError as error:
                 # Steam could not be stopped (or the file is unsafe): do what needs no restart.
-                results, _ = await asyncio.to_thread(_write_images, user, app_id, images)
-                if icon is not None:
-                    results[ArtworkKey.ICON] = error.message
-                return results
+                restart_error = error.message
         # grid/ files are read by Steam, never rewritten by it: safe while it runs.
         results, _ = await asyncio.to_thread(_write_images, user, app_id, images)
         if icon is not None:
-            results[ArtworkKey.ICON] = await self._apply_icon(user, app_id, icon)
+            results[ArtworkKey.ICON] = (
+                restart_error if restart_error is not None else await self._apply_icon(user, app_id, icon)
+            )
         return results
 
     async def _apply_with_restart(
@@ -272,14 +287,7 @@ class FileShortcutBackend:
         results: ArtworkResults = {}
 
         def change(shortcuts_file: ShortcutsFile) -> None:
-            has_shortcut = shortcuts_file.find(app_id) is not None
-            written, icon_path = _write_images(user, app_id, artwork)
-            results.update(written)
-            if icon_path is not None:
-                if has_shortcut:
-                    shortcuts_file.update(app_id, icon=str(icon_path))
-                else:
-                    results[ArtworkKey.ICON] = f"no shortcut with appId {app_id} to set the icon of"
+            _write_artwork_into(shortcuts_file, user, app_id, artwork, results)
 
         async with self._steam_stopped(True):
             await asyncio.to_thread(self._change, user, change, True)

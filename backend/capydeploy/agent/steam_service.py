@@ -9,7 +9,7 @@ import posixpath
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
-from ..protocol.constants import MAX_NAME_LENGTH, STEAMID64_BASE, UINT32_MAX
+from ..protocol.constants import MAX_NAME_LENGTH
 from ..protocol.errors import ErrorCode, ProtocolError
 from ..protocol.messages import (
     ApplyArtwork,
@@ -27,6 +27,7 @@ from ..protocol.messages import (
     SteamUser,
     SteamUsersResponse,
 )
+from ..protocol.types import account_id_of
 from ..steam.artwork import remove_artwork
 from ..steam.download import ArtworkDownloader, ArtworkDownloadError
 from ..steam.process import RestartRefused, SteamProcess, SteamProcessError
@@ -36,20 +37,6 @@ from ..steam.users import SteamUserDir, list_users
 from .shortcuts import ArtworkResults, ShortcutBackend
 
 log = logging.getLogger(__name__)
-
-
-def account_id_for(user_id: int | str) -> int:
-    """D5: a number or a string, a SteamID64 or an account id → the account id (ValueError if neither)."""
-    if isinstance(user_id, bool):
-        raise ValueError("userId must be a number or a string of digits")
-    if isinstance(user_id, str) and not (user_id.isascii() and user_id.isdigit()):
-        raise ValueError("userId must be a SteamID64 or an account id, in decimal digits")
-    number = int(user_id)
-    if 0 < number <= UINT32_MAX:
-        return number
-    if STEAMID64_BASE < number <= STEAMID64_BASE + UINT32_MAX:
-        return number - STEAMID64_BASE
-    raise ValueError("userId is neither a 32-bit account id nor a SteamID64 of an individual account")
 
 
 def exe_inside(exe: str, folder: Path) -> bool:
@@ -105,9 +92,9 @@ class SteamService:
         users = await self.users()
         if user_id is not None:
             try:
-                account_id = account_id_for(user_id)
+                account_id = account_id_of(user_id)
             except ValueError as error:
-                raise ProtocolError(ErrorCode.BAD_REQUEST, str(error)) from error
+                raise ProtocolError(ErrorCode.BAD_REQUEST, f"userId {error}") from error
             for user in users:
                 if user.account_id == account_id:
                     return user

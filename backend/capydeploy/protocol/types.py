@@ -20,7 +20,7 @@ from .constants import (
 from .paths import validate_absolute_path, validate_game_name, validate_relative_path
 
 _SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
-_DIGITS = re.compile(r"^[0-9]{1,20}$")
+_DIGITS = re.compile(r"[0-9]{1,20}")  # used with fullmatch
 
 
 def _no_nul(value: str) -> str:
@@ -36,22 +36,27 @@ def _sha256(value: str) -> str:
 
 
 def account_id_of(user_id: int | str) -> int:
-    """Map any accepted `userId` form (D5) to the 32-bit account id (the userdata folder name)."""
+    """Map any accepted `userId` form (D5) to the 32-bit account id (the userdata folder name).
+
+    A JSON number or a string of 1-20 ASCII digits, whose value is an account id 1 ... 2^32-1 or the
+    SteamID64 of an individual account (base + account id). Anything else raises ValueError: a bool
+    (a JSON `true` is no id), other types, signs, spaces, non-ASCII digits, 0, out-of-range values.
+    """
+    if isinstance(user_id, bool) or not isinstance(user_id, int | str):
+        raise ValueError("must be a SteamID64 or an account id, as a number or a string of digits")
+    if isinstance(user_id, str) and not _DIGITS.fullmatch(user_id):
+        raise ValueError("must be a SteamID64 or an account id, written in decimal digits")
     number = int(user_id)
-    if number > UINT32_MAX:
+    if 1 <= number <= UINT32_MAX:
+        return number
+    if STEAMID64_BASE + 1 <= number <= STEAMID64_BASE + UINT32_MAX:
         return number - STEAMID64_BASE
-    return number
+    raise ValueError("is neither a 32-bit account id nor a SteamID64 of an individual account")
 
 
 def _user_id(value: int | str) -> int | str:
-    if isinstance(value, str) and not _DIGITS.match(value):
-        raise ValueError("must be a SteamID64 or an account id, written in decimal digits")
-    number = int(value)
-    if 1 <= number <= UINT32_MAX:
-        return value
-    if STEAMID64_BASE + 1 <= number <= STEAMID64_BASE + UINT32_MAX:
-        return value
-    raise ValueError("is neither a 32-bit account id nor a SteamID64 of an individual account")
+    account_id_of(value)  # raises for anything D5 does not accept
+    return value
 
 
 Text = Annotated[StrictStr, Field(max_length=MAX_TEXT_LENGTH), AfterValidator(_no_nul)]

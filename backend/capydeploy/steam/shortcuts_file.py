@@ -11,7 +11,7 @@ from typing import Any, Final
 
 import vdf
 
-from ..storage import atomic_write_bytes
+from ..storage import atomic_write_bytes, remove_stale_temp_files
 from .appid import shortcut_app_id, to_signed_int32, to_unsigned_int32
 
 ROOT_KEY: Final = "shortcuts"
@@ -379,6 +379,7 @@ class ShortcutsFile:
             current = None
         if current != self._original:
             raise ShortcutsFileError(self.path, "it changed on disk since it was read")
+        remove_stale_temps(self.path, backups)
         if current is not None:
             write_backups(self.path, current, backups, self._mode)
 
@@ -396,6 +397,13 @@ def backup_paths(path: Path, backups: int) -> tuple[Path, list[Path]]:
     first = path.with_name(path.name + FIRST_BACKUP_SUFFIX)
     rotating = [path.with_name(f"{path.name}.capydeploy-{index}.bak") for index in range(1, backups + 1)]
     return first, rotating
+
+
+def remove_stale_temps(path: Path, backups: int) -> list[Path]:
+    """Clear the temp files that a write of the file or of its backups, killed before its rename
+    (SIGKILL, power loss), left in the folder. Only our own temp names, only older than a minute."""
+    first, rotating = backup_paths(path, backups)
+    return remove_stale_temp_files(path.parent, [path.name, first.name, *(backup.name for backup in rotating)])
 
 
 def write_backups(path: Path, data: bytes, backups: int, mode: int) -> None:
