@@ -127,3 +127,29 @@ async def test_data_staged_from_an_older_version_of_a_file_is_sent_again(
     assert result.upload_id == reply.upload_id  # it resumed the staged upload...
     assert result.bytes_skipped >= 2 * MiB  # ... kept kept.bin ...
     assert result.bytes_sent == MiB + 3 * MiB  # ... and, after the mismatch, sent edited.bin whole
+
+
+async def test_a_staging_without_hashes_is_resumed_once_the_hub_knows_them(
+    agent: Agent, paired_hub: HubClient, tmp_path: Path, hub_config: Path
+) -> None:
+    from capydeploy.hub.hashcache import HashCache, hash_files
+
+    files = {"a.bin": os.urandom(3 * MiB), "b.bin": os.urandom(MiB)}
+    game = make_game(tmp_path / "TwoDecks", files)
+    # A first deploy to this device was cut after 2 MiB of a.bin (staged without hashes)...
+    listed, _ = await prepare(game, hash_uncached=False)
+    reply = await paired_hub.init_upload(Deployment(paired_hub, listed, {}, options("TwoDecks")).init_request())
+    for offset in range(0, 2 * MiB, reply.chunk_size):
+        data = files["a.bin"][offset : offset + reply.chunk_size]
+        header = m.ChunkHeader(
+            id=new_message_id(), upload_id=reply.upload_id, file_path="a.bin", offset=offset, checksum=sha(data)
+        )
+        await (await paired_hub.send_chunk(header, data))
+    # ... then the same folder went to another device, which put every hash in the Hub's cache.
+    await hash_files(listed, HashCache(hub_config / "hash-cache.json"))
+
+    result = await paired_hub.deploy(game, options("TwoDecks"))
+    assert result.upload_id == reply.upload_id
+    assert result.bytes_skipped == 2 * MiB
+    assert result.bytes_sent == 2 * MiB  # the rest of a.bin and b.bin, nothing twice
+    assert tree(agent.install_dir / "TwoDecks") == files

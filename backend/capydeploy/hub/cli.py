@@ -10,7 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -20,12 +20,14 @@ from ..redaction import install_redaction
 from .artwork_args import add_artwork_arguments, artwork_from_args
 from .client import HubClient
 from .config import hub_config_dir
-from .deploy import DeployOptions, DeployResult, deploy_folder, prepare
 from .errors import AgentError, ConnectionLost, HubError
-from .hashcache import HashCache
-from .progress import ProgressView
 from .resolve import resolve_agent
-from .scan import LocalFile, executable_candidates
+
+if TYPE_CHECKING:
+    from .deploy import DeployOptions, DeployResult
+    from .hashcache import HashCache
+    from .progress import ProgressView
+    from .scan import LocalFile
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONNECTION, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -148,6 +150,11 @@ async def cmd_users(args: argparse.Namespace, out: Output) -> int:
 
 
 async def cmd_deploy(args: argparse.Namespace, out: Output) -> int:
+    # Only `deploy` needs these: the other commands start without them.
+    from .deploy import DeployOptions, prepare  # noqa: PLC0415
+    from .hashcache import HashCache  # noqa: PLC0415
+    from .progress import ProgressView  # noqa: PLC0415
+
     folder = Path(args.folder)
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a folder")
@@ -210,6 +217,8 @@ async def _deploy_to(
     view: ProgressView,
 ) -> DeployResult | str:
     """Deploy to one agent; a failure is returned as text so it never stops the others."""
+    from .deploy import deploy_folder  # noqa: PLC0415 - loaded by cmd_deploy already
+
     try:
         client = await open_client(args, agent, Output(True))
     except HubError as error:
@@ -230,6 +239,8 @@ async def _deploy_to(
 
 
 def _default_executable(files: list[LocalFile]) -> str | None:
+    from .scan import executable_candidates  # noqa: PLC0415 - loaded by cmd_deploy already
+
     candidates = executable_candidates(files)
     if len(candidates) > 1:
         listed = ", ".join(candidates[:5])

@@ -8,8 +8,6 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
-
 from ..storage import atomic_write_json, read_json
 
 CONFIG_DIR_ENV = "CAPYDEPLOY_HUB_CONFIG_DIR"
@@ -22,6 +20,8 @@ def hub_config_dir(override: str | os.PathLike[str] | None = None) -> Path:
     from_env = os.environ.get(CONFIG_DIR_ENV)
     if from_env:
         return Path(from_env)
+    import platformdirs  # noqa: PLC0415 - not needed (nor loaded) when the folder is given
+
     return Path(platformdirs.user_config_dir("capydeploy", appauthor=False))
 
 

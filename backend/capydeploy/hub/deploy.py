@@ -290,17 +290,20 @@ class Deployment:
             with file.path.open("rb") as handle:
                 if running is not None and start:
                     await asyncio.to_thread(_feed_prefix, handle, start, running)
-                offset = start
-                while offset < file.size:
-                    if lost:
-                        break
-                    length = min(chunk_size, file.size - offset)
-                    await window.acquire()
-                    data, checksum = await asyncio.to_thread(_read_chunk, handle, offset, length, running)
-                    ack = await self._send(file, offset, data, checksum, window)
-                    inflight.add(ack)
-                    ack.add_done_callback(functools.partial(settle, file, offset, length))
-                    offset += length
+                reader = _ReadAhead(handle, start, file.size, chunk_size, running)
+                try:
+                    while not lost and reader.more:
+                        await window.acquire()
+                        try:
+                            offset, data, checksum = await reader.next()
+                        except BaseException:
+                            window.release()
+                            raise
+                        ack = await self._send(file, offset, data, checksum, window)
+                        inflight.add(ack)
+                        ack.add_done_callback(functools.partial(settle, file, offset, len(data)))
+                finally:
+                    await reader.close()
                 if running is not None and not lost:
                     _check_unchanged(file, os.fstat(handle.fileno()))
                     self._computed[file.relative_path] = running.hexdigest()
@@ -398,6 +401,50 @@ def _read_chunk(
     if whole_file is not None:
         whole_file.update(data)
     return data, hashlib.sha256(data).hexdigest()
+
+
+class _ReadAhead:
+    """A file's chunks, read in order on a worker thread one chunk ahead of the sender, so reading
+    and hashing the next chunk overlaps sending this one."""
+
+    def __init__(
+        self, handle: BinaryIO, start: int, size: int, chunk_size: int, whole_file: hashlib._Hash | None
+    ) -> None:
+        self._handle = handle
+        self._size = size
+        self._chunk_size = chunk_size
+        self._whole_file = whole_file
+        self._offset = start
+        self._next = self._read_at(start)
+
+    @property
+    def more(self) -> bool:
+        return self._next is not None
+
+    def _read_at(self, offset: int) -> asyncio.Future[tuple[bytes, str]] | None:
+        if offset >= self._size:
+            return None
+        length = min(self._chunk_size, self._size - offset)
+        return asyncio.ensure_future(
+            asyncio.to_thread(_read_chunk, self._handle, offset, length, self._whole_file)
+        )
+
+    async def next(self) -> tuple[int, bytes, str]:
+        """(offset, data, checksum) of the next chunk; starts reading the one after."""
+        assert self._next is not None
+        offset = self._offset
+        data, checksum = await self._next
+        self._offset = offset + len(data)
+        self._next = self._read_at(self._offset)
+        return offset, data, checksum
+
+    async def close(self) -> None:
+        """Wait for a read still running (its thread uses the handle about to be closed)."""
+        pending, self._next = self._next, None
+        if pending is not None:
+            await asyncio.wait([pending])
+            if not pending.cancelled():
+                pending.exception()  # read, so an error of a chunk never sent is not reported
 
 
 def _feed_prefix(handle: BinaryIO, end: int, hasher: hashlib._Hash) -> None:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .deploy import DeployProgress
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 def _mib(value: float) -> str:
@@ -32,8 +33,10 @@ class ProgressView:
         self._last_line: dict[str, float] = {}
         self._last_phase: dict[str, str] = {}
         if self.interactive:
+            from tqdm import tqdm as new_bar  # noqa: PLC0415 - only a terminal shows bars; plain lines need no tqdm
+
             for position, agent in enumerate(agents):
-                self._bars[agent] = tqdm(
+                self._bars[agent] = new_bar(
                     total=0, unit="B", unit_scale=True, unit_divisor=1024, position=position, file=self.stream,
                     desc=agent, dynamic_ncols=True, leave=True,
                 )

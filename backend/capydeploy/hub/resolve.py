@@ -23,13 +23,11 @@ import re
 import socket
 from collections.abc import Sequence
 
-from zeroconf import InterfaceChoice, IPVersion
-from zeroconf._services.info import AddressResolverIPv4  # exported by zeroconf, missing from __all__
-from zeroconf.asyncio import AsyncZeroconf
-
 from ..protocol.constants import DEFAULT_PORT
 from .address import AgentAddress, parse_agent_address
-from .discovery import resolve_name
+
+# zeroconf and .discovery are imported only when a name is looked up by mDNS: an IP address or a
+# host name never pays for them (start-up time of every CLI command, tests/cli/test_cli_imports.py).
 
 DNS_TIMEOUT = 2.0
 MDNS_TIMEOUT = 3.0
@@ -75,6 +73,15 @@ async def resolve_agent(
     )
 
 
+async def resolve_name(
+    name: str, timeout: float = MDNS_TIMEOUT, *, interfaces: Sequence[str] | None = None
+) -> AgentAddress | None:
+    """The address of the Agent advertising `name` (or with that id), by mDNS; None if none did."""
+    from .discovery import resolve_name as mdns_resolve_name  # noqa: PLC0415 - lazy: mDNS only
+
+    return await mdns_resolve_name(name, timeout, interfaces=interfaces)
+
+
 def _is_ip_literal(text: str) -> bool:
     host = text.rsplit(":", 1)[0] if text.count(":") == 1 else text
     try:
@@ -96,6 +103,10 @@ async def _dns_resolves(host: str, timeout: float) -> bool:
 
 async def _mdns_host(host: str, timeout: float, interfaces: Sequence[str] | None) -> str | None:
     """An IPv4 address for a `*.local` host name, asked by mDNS."""
+    from zeroconf import InterfaceChoice, IPVersion  # noqa: PLC0415 - lazy: mDNS only
+    from zeroconf._services.info import AddressResolverIPv4  # noqa: PLC0415 - exported, missing from __all__
+    from zeroconf.asyncio import AsyncZeroconf  # noqa: PLC0415
+
     chosen = list(interfaces) if interfaces is not None else InterfaceChoice.All
     zc = AsyncZeroconf(interfaces=chosen, ip_version=IPVersion.V4Only)
     try:

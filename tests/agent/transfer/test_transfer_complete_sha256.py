@@ -97,3 +97,79 @@ async def test_hashes_that_cannot_apply_are_refused_and_nothing_is_installed(
     # Still active: a correct completion goes through.
     installed = await service.complete_upload(HUB, reply.upload_id, {"game.bin": sha(FILES["game.bin"])})
     assert snapshot(installed.path)["game.bin"] == FILES["game.bin"]
+
+
+async def _half_staged_without_hashes(service) -> tuple[str, int]:  # type: ignore[no-untyped-def]
+    """game.bin staged whole, data/level.pak half: what a cut-off first deploy leaves."""
+    reply = await service.init_upload(HUB, make_request("Game", FILES, with_sha=False))
+    frames = all_frames(reply.upload_id, FILES)
+    pak = [f for f in frames if f.header.file_path == "data/level.pak"]
+    kept = [f for f in frames if f.header.file_path != "data/level.pak"] + pak[: len(pak) // 2]
+    await send(service, kept)
+    return reply.upload_id, sum(len(f.data) for f in kept)
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["same agent", "agent restarted"])
+async def test_a_list_that_now_gives_hashes_resumes_a_staging_without_them(
+    make_service: ServiceFactory, games: Path, restart: bool
+) -> None:
+    service = make_service()
+    upload_id, held = await _half_staged_without_hashes(service)
+    if restart:
+        await service.close()
+        service = make_service()
+    reply = await service.init_upload(HUB, make_request("Game", FILES))  # the Hub learnt the hashes since
+    assert reply.upload_id == upload_id
+    assert reply.resume_from is not None and sum(reply.resume_from.values()) == held
+    await send(service, all_frames(upload_id, FILES, reply.resume_from))
+    installed = await service.complete_upload(HUB, upload_id)
+    assert snapshot(installed.path) == {**FILES, "data/": b"<dir>"}
+
+
+async def test_adopted_hashes_survive_a_restart_and_still_catch_stale_data(
+    make_service: ServiceFactory, games: Path
+) -> None:
+    service = make_service()
+    upload_id, _ = await _half_staged_without_hashes(service)
+    changed = {**FILES, "game.bin": b"G" * len(FILES["game.bin"])}  # edited since, same size
+    reply = await service.init_upload(HUB, make_request("Game", changed))
+    assert reply.upload_id == upload_id and reply.resume_from is not None
+    assert reply.resume_from["game.bin"] == len(FILES["game.bin"])  # held, but from the old version
+    await service.close()
+    service = make_service()
+    # The restarted Agent resumes with the recorded (adopted) hashes...
+    again = await service.init_upload(HUB, make_request("Game", changed))
+    assert again.upload_id == upload_id
+    await send(service, all_frames(upload_id, changed, again.resume_from))
+    # ... and checks the staged bytes against them: the old game.bin is caught and dropped.
+    with pytest.raises(ProtocolError) as caught:
+        await service.complete_upload(HUB, upload_id)
+    assert caught.value.message.startswith("sha256 mismatch: game.bin")
+    retry = await service.init_upload(HUB, make_request("Game", changed))
+    assert retry.upload_id == upload_id and retry.resume_from is not None and "game.bin" not in retry.resume_from
+    await send(service, all_frames(upload_id, changed, retry.resume_from))
+    installed = await service.complete_upload(HUB, upload_id)
+    assert snapshot(installed.path) == {**changed, "data/": b"<dir>"}
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["same agent", "agent restarted"])
+async def test_a_list_that_drops_a_given_hash_does_not_resume(make_service: ServiceFactory, restart: bool) -> None:
+    service = make_service()
+    first = await service.init_upload(HUB, make_request("Game", FILES))
+    await send(service, all_frames(first.upload_id, FILES)[:2])
+    if restart:
+        await service.close()
+        service = make_service()
+    other = await service.init_upload(HUB, make_request("Game", FILES, with_sha=False))
+    assert other.upload_id != first.upload_id
+    assert other.resume_from is not None and sum(other.resume_from.values()) == 0
+
+
+async def test_a_list_that_changes_a_given_hash_does_not_resume(make_service: ServiceFactory) -> None:
+    service = make_service()
+    first = await service.init_upload(HUB, make_request("Game", FILES))
+    await send(service, all_frames(first.upload_id, FILES)[:2])
+    changed = {**FILES, "game.bin": b"G" * len(FILES["game.bin"])}
+    other = await service.init_upload(HUB, make_request("Game", changed))
+    assert other.upload_id != first.upload_id
+    assert other.resume_from is not None and sum(other.resume_from.values()) == 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -62,3 +64,18 @@ def test_the_real_writers_hint_leaves_the_data_intact(tmp_path: Path) -> None:
     finally:
         writer.close(handle)
     assert path.read_bytes() == data
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are a Linux feature")
+async def test_disk_and_hash_workers_run_below_the_event_loop(make_service: ServiceFactory) -> None:
+    loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    service = make_service()
+
+    def own_nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    worker_nice = await asyncio.wrap_future(service._pool.submit(own_nice))
+    hash_nice = await asyncio.wrap_future(service._hash_pool.submit(own_nice))
+    expected = min(19, loop_nice + service_module.WORKER_NICENESS)
+    assert worker_nice == hash_nice == expected
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == loop_nice  # the loop keeps its own

@@ -13,6 +13,8 @@ import functools
 import hashlib
 import logging
 import os
+import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -23,7 +25,7 @@ from typing import Any, TypeVar
 from ...protocol.constants import CHUNK_SIZE, STAGING_TTL
 from ...protocol.errors import ErrorCode, ProtocolError
 from ...protocol.frames import ChunkFrame
-from ...protocol.messages import InitUpload, UploadChunkResponse, UploadInitResponse
+from ...protocol.messages import InitUpload, UploadChunkResponse, UploadFile, UploadInitResponse
 from ...protocol.paths import RESERVED_NAMES, PathRuleError, validate_absolute_path, validate_game_name
 from .filehash import FileHash, HashClaim, Hasher, hash_bytes_after, hash_disk_after
 from .filesystem import (
@@ -64,6 +66,8 @@ from .session import (
     Signature,
     StagedFile,
     UploadSession,
+    adopt_hashes,
+    hashes_fit,
     staged_files,
     upload_signature,
 )
@@ -85,6 +89,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 WORKER_THREADS = 4
+# How much lower than the event loop the disk and hash workers run (see _yield_to_the_loop).
+WORKER_NICENESS = 5
 # The staged upload's activity time goes to disk at most this often (for the expiry after a restart).
 ACTIVITY_WRITE_INTERVAL = 60.0
 # How far one chunk may make the whole-file hash catch up by reading back from disk.
@@ -167,9 +173,13 @@ class TransferService:
         self._clock = clock
         self._writer: FileWriter = filesystem if filesystem is not None else OsFileWriter()
         self._free_space = free_space if free_space is not None else disk_free_bytes
-        self._pool = ThreadPoolExecutor(max_workers=WORKER_THREADS, thread_name_prefix="capydeploy-transfer")
+        self._pool = ThreadPoolExecutor(
+            max_workers=WORKER_THREADS, thread_name_prefix="capydeploy-transfer", initializer=_yield_to_the_loop
+        )
         # Whole-file hash chains run here, one node after another (see filehash.py).
-        self._hash_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capydeploy-hash")
+        self._hash_pool = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="capydeploy-hash", initializer=_yield_to_the_loop
+        )
         self._sessions: dict[str, UploadSession] = {}
         self._dormant: dict[str, _Dormant] = {}
         self._leftovers: set[StagingLayout] = set()
@@ -226,7 +236,7 @@ class TransferService:
             await self._scan_root(root)
             # Everything O(files) runs in a worker: a game may list 100 000 files.
             signature = await self._run(None, upload_signature, hub_id, game_name, root, request.files)
-            session = await self._find_resumable(signature)
+            session = await self._find_resumable(signature, request.files)
             if session is not None:
                 session.state = SessionState.PREPARING  # no chunk may land while we plan and carry
             try:
@@ -254,7 +264,9 @@ class TransferService:
             session = await self._create_session(hub_id, request, layout)
             session.state = SessionState.PREPARING
         try:
-            if session.record.executable != request.config.executable:
+            # Hashes the Hub has learnt since it staged this upload (hashes_fit let it resume).
+            hashes_added = adopt_hashes(session, request.files)
+            if session.record.executable != request.config.executable or hashes_added:
                 session.record.executable = request.config.executable
                 await self._run(session, write_session_record, session.layout, session.record)
             if plan:
@@ -484,13 +496,19 @@ class TransferService:
                     f"(at most {room} bytes below {root})",
                 )
 
-    async def _find_resumable(self, signature: Signature) -> UploadSession | None:
+    async def _find_resumable(self, signature: Signature, files: list[UploadFile]) -> UploadSession | None:
         for session in self._sessions.values():
-            if session.signature == signature and session.state is SessionState.ACTIVE:
+            if (
+                session.signature == signature
+                and session.state is SessionState.ACTIVE
+                and hashes_fit(session.record.files, files)
+            ):
                 # A dropped connection may still have chunks in flight; let them land first.
                 await session.quiesce()
                 return session
-        matches = [d for d in self._dormant.values() if d.signature == signature]
+        matches = [
+            d for d in self._dormant.values() if d.signature == signature and hashes_fit(d.record.files, files)
+        ]
         if not matches:
             return None
         dormant = max(matches, key=lambda d: d.touched_at)
@@ -935,6 +953,20 @@ class TransferService:
 
 
 # --- small pieces run in worker threads ---------------------------------------------------------
+
+
+def _yield_to_the_loop() -> None:
+    """Worker-thread initializer: a lower CPU priority for this thread only (Linux threads have
+    their own nice value). On a busy handheld the event loop, shared with the plugin and its UI,
+    then wins the CPU over bulk hashing and writing, which keeps its lag low; the workers still
+    get every idle cycle."""
+    if not sys.platform.startswith("linux"):
+        return
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + WORKER_NICENESS))
+    except OSError:
+        pass  # not allowed here: run at the normal priority
 
 
 def _expected_digests(session: UploadSession, claimed: Mapping[str, str]) -> dict[str, str]:

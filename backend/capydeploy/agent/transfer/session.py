@@ -18,13 +18,40 @@ from .journal import ChunkJournal
 from .ranges import ByteRanges
 from .staging import SessionRecord, StagingLayout
 
-Signature = tuple[str, str, str, tuple[tuple[str, int, str | None], ...]]
+Signature = tuple[str, str, str, tuple[tuple[str, int], ...]]
 
 
 def upload_signature(hub_id: str, game_name: str, root: Path, files: list[UploadFile]) -> Signature:
-    """What must be equal for an init_upload to resume a staged upload (D6): hub, game, root, file list."""
-    listed = tuple(sorted((f.relative_path, f.size, f.sha256) for f in files))
+    """What must be equal for an init_upload to resume a staged upload (D6): hub, game, root, and
+    the paths and sizes of the file list. Their `sha256` must also agree: see `hashes_fit`."""
+    listed = tuple(sorted((f.relative_path, f.size) for f in files))
     return (hub_id, game_name, str(root), listed)
+
+
+def hashes_fit(staged: list[UploadFile], requested: list[UploadFile]) -> bool:
+    """Whether the hashes of a resuming file list agree with the staged upload's ("sha256 where
+    given", D6). A file staged without a hash may now come with one: the Hub learnt it since (say,
+    from a deploy of the same folder to another device), and completion checks the staged bytes
+    against it. A file staged with a hash must come with the same one."""
+    known = {f.relative_path: f.sha256 for f in staged}
+    return all(known.get(f.relative_path) in (None, f.sha256) for f in requested)
+
+
+def adopt_hashes(session: UploadSession, requested: list[UploadFile]) -> bool:
+    """Take the hashes a resuming file list adds (see `hashes_fit`); True if the record changed."""
+    given = {f.relative_path: f.sha256 for f in requested if f.sha256 is not None}
+    changed = False
+    for staged in session.files:
+        digest = given.get(staged.relative_path)
+        if staged.sha256 is None and digest is not None:
+            staged.sha256 = digest
+            changed = True
+    if changed:
+        session.record.files = [
+            entry if entry.sha256 is not None else entry.model_copy(update={"sha256": given.get(entry.relative_path)})
+            for entry in session.record.files
+        ]
+    return changed
 
 
 class SessionState(Enum):
