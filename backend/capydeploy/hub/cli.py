@@ -6,11 +6,12 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import BaseModel
 
@@ -441,5 +442,23 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+def run() -> NoReturn:
+    """The console entry point: `main`, then a quick exit.
+
+    Python's own teardown (freeing every module's objects: pydantic's models, asyncio, ...) takes
+    about 0.15 s, a third of an unchanged redeploy. By the time `main` returns, `asyncio.run` has
+    closed the loop and joined its worker threads and the hash cache is saved, so only buffered
+    output is left: flush it, then leave at once.
+    """
+    code = main()
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: the output is lost, say so in the exit code
+            code = code or EXIT_FAILED
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -53,22 +53,41 @@ def plan_carry(
     except OSError:
         return []
     plan: list[CarryItem] = []
+    real_folders: dict[Path, Path] = {}  # the files of a game share few folders: resolve each once
     for staged in files:
         if staged.sha256 is None or staged.complete:
             continue
         source = unchanged_installed_file(
-            manifest, game_dir_real, staged.relative_path, staged.size, staged.sha256
+            manifest, game_dir_real, staged.relative_path, staged.size, staged.sha256, real_folders=real_folders
         )
         if source is not None:
             plan.append(CarryItem(staged.index, source, staged.path, staged.size, staged.sha256))
     return plan
 
 
-def carry_file(item: CarryItem, writer: FileWriter, piece: int) -> CarryResult | None:
-    """Link (or copy and verify) one file; None when it could not be carried (the Hub will send it)."""
-    item.dest.parent.mkdir(parents=True, exist_ok=True)
+def carry_file(
+    item: CarryItem, writer: FileWriter, piece: int, made_folders: set[Path] | None = None
+) -> CarryResult | None:
+    """Link (or copy and verify) one file; None when it could not be carried (the Hub will send it).
+
+    `made_folders` remembers the staging folders already created across one batch of files.
+    """
+    folder = item.dest.parent
+    if made_folders is None or folder not in made_folders:
+        folder.mkdir(parents=True, exist_ok=True)
+        if made_folders is not None:
+            made_folders.add(folder)
+    # The usual case first: nothing staged there yet, one link() does it.
     try:
-        if os.path.lexists(item.dest) and os.path.samefile(item.source, item.dest):
+        os.link(item.source, item.dest, follow_symlinks=False)
+        return _linked(item)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        return _copy_verified(item, writer, piece) if exc.errno in _NO_LINK else None
+    # Something is staged there already: this very link (an earlier init_upload), or stale data.
+    try:
+        if os.path.samefile(item.source, item.dest):
             return _linked(item)
     except OSError:
         pass

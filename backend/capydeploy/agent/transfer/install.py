@@ -46,6 +46,8 @@ def finalize_tree(tree: Path, files: list[TreeFile], executable: str | None, wri
         while parent != tree and parent not in folders:
             folders.add(parent)
             parent = parent.parent
+        if entry.shared and _mode_still_right(path, entry.relative_path == executable):
+            continue
         handle = writer.open(path)
         try:
             if not entry.shared:
@@ -63,6 +65,16 @@ def finalize_tree(tree: Path, files: list[TreeFile], executable: str | None, wri
     for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
         os.chmod(folder, DIRECTORY_MODE)
         fsync_directory(folder)
+
+
+def _mode_still_right(path: Path, is_executable: bool) -> bool:
+    """For a file shared with the installed version: its mode was set by the same rule from the
+    same bytes, so it needs no look at its head unless the executable setting changed it."""
+    mode = stat.S_IMODE(os.lstat(path).st_mode)
+    if is_executable:
+        return mode == EXECUTABLE_MODE
+    # 0644 means "no program header" (same bytes now); 0755 may be a program or the old executable.
+    return mode == STAGED_FILE_MODE
 
 
 def swap_into_place(layout: StagingLayout, target: Path) -> None:

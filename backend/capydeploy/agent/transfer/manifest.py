@@ -200,7 +200,13 @@ def _remove_quietly(path: Path) -> None:
 
 
 def unchanged_installed_file(
-    manifest: InstalledManifest, game_dir_real: Path, path: str, size: int, sha256: str
+    manifest: InstalledManifest,
+    game_dir_real: Path,
+    path: str,
+    size: int,
+    sha256: str,
+    *,
+    real_folders: dict[Path, Path] | None = None,
 ) -> Path | None:
     """The installed copy of `path` if the manifest vouches it holds exactly (size, sha256), else None.
 
@@ -217,6 +223,13 @@ def unchanged_installed_file(
         return None
     if not stat.S_ISREG(info.st_mode) or info.st_size != size or info.st_mtime_ns != entry.mtime_ns:
         return None
-    if not is_inside(Path(os.path.realpath(candidate)), game_dir_real):
+    # The file itself is no symlink (lstat above), so only its folder can lead elsewhere.
+    folder = candidate.parent
+    real_folder = real_folders.get(folder) if real_folders is not None else None
+    if real_folder is None:
+        real_folder = Path(os.path.realpath(folder))
+        if real_folders is not None:
+            real_folders[folder] = real_folder
+    if not is_inside(real_folder / candidate.name, game_dir_real):
         return None
     return candidate
