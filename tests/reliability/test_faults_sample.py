@@ -12,7 +12,6 @@ import asyncio
 import gc
 import hashlib
 import os
-import threading
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,14 @@ from websockets.exceptions import ConnectionClosedError
 
 from capydeploy.agent import connection
 from capydeploy.agent.server import Agent
-from capydeploy.agent.transfer import OsFileWriter, TransferService
+from capydeploy.agent.transfer import TransferService
 from capydeploy.hub.client import HubClient
 from capydeploy.hub.deploy import DeployOptions
 from capydeploy.hub.errors import ConnectionLost
 from capydeploy.protocol.frames import ChunkFrame
 from capydeploy.protocol.messages import ChunkHeader, InitUpload, UploadConfig, UploadFile
 from scripts.reliability_lib.faults_suite import FaultOptions, FaultReport, run_faults
+from tests.agent.transfer.transfer_helpers import BlockingFsync
 from tests.conftest import AgentFactory, code_from_state, url_of
 
 MiB = 1024 * 1024
@@ -85,22 +85,6 @@ async def test_disk_full_sample(tmp_path: Path) -> None:
 
 
 # --- regression: complete_upload must survive the hub leaving in the middle of it ---------------
-
-
-class BlockingFsync(OsFileWriter):
-    """fsync blocks, once armed, until released: the install is caught in its worker thread."""
-
-    def __init__(self) -> None:
-        self.armed = False
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def fsync(self, handle: int) -> None:
-        if self.armed:
-            self.armed = False
-            self.entered.set()
-            self.release.wait(60)  # a hang guard
-        super().fsync(handle)
 
 
 def write_game(folder: Path, files: dict[str, bytes]) -> Path:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from capydeploy.agent.transfer import OsFileWriter, TransferService, install
+from capydeploy.agent.transfer import TransferService, install
 from capydeploy.agent.transfer import service as service_module
 from capydeploy.agent.transfer.manifest import manifest_path, read_manifest, unchanged_installed_file
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
@@ -23,6 +23,7 @@ from tests.agent.transfer.conftest import ServiceFactory
 from tests.agent.transfer.transfer_helpers import (
     HUB,
     OTHER_HUB,
+    BlockingFsync,
     all_frames,
     make_request,
     send,
@@ -59,22 +60,6 @@ class Freeze:
             return fn(*args)
 
         return frozen
-
-
-class BlockingFsync(OsFileWriter):
-    """fsync blocks, once armed, until released: the install is caught in its worker thread."""
-
-    def __init__(self) -> None:
-        self.armed = False
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def fsync(self, handle: int) -> None:
-        if self.armed:
-            self.armed = False
-            self.entered.set()
-            self.release.wait(60)  # a hang guard
-        super().fsync(handle)
 
 
 def files_of(folder: Path) -> dict[str, bytes]:

@@ -158,3 +158,19 @@ class FailingWriter(OsFileWriter):
         if self.fail_fsync:
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         super().fsync(handle)
+
+
+class BlockingFsync(OsFileWriter):
+    """fsync blocks, once armed, until released: the install is caught in its worker thread."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def fsync(self, handle: int) -> None:
+        if self.armed:
+            self.armed = False
+            self.entered.set()
+            self.release.wait(60)  # a hang guard
+        super().fsync(handle)
