@@ -41,6 +41,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -728,7 +729,12 @@ def drive(
         body(spec)
 
     test = hypothesis_seed(seed)(fuzz) if seed is not None else fuzz
-    with contextlib.suppress(_Stop):
+    with contextlib.suppress(_Stop), warnings.catch_warnings():
+        # Hypothesis compares the global `random` state around each draw. The draws run in this
+        # worker thread while the event loop's thread keeps deploying, and websockets picks its
+        # keepalive ping payloads with `random.getrandbits`: a false alarm across threads, not
+        # a strategy using `random`.
+        warnings.filterwarnings("ignore", message="Do not use the `random` module inside strategies")
         test()
 
 
