@@ -153,3 +153,18 @@ async def test_a_staging_without_hashes_is_resumed_once_the_hub_knows_them(
     assert result.bytes_skipped == 2 * MiB
     assert result.bytes_sent == 2 * MiB  # the rest of a.bin and b.bin, nothing twice
     assert tree(agent.install_dir / "TwoDecks") == files
+
+
+async def test_time_left_is_only_guessed_after_the_first_mebibyte(
+    agent: Agent, paired_hub: HubClient, tmp_path: Path
+) -> None:
+    game = make_game(tmp_path / "Eta", {"a.txt": b"", "b.bin": os.urandom(4 * MiB)})
+    reports: list[tuple[str, int, float | None]] = []
+    await paired_hub.deploy(
+        game, options("Eta"), progress=lambda p: reports.append((p.phase, p.done_bytes, p.seconds_remaining))
+    )
+    uploading = [(done, left) for phase, done, left in reports if phase == "uploading"]
+    assert uploading, "no progress while uploading"
+    assert all(left is None for done, left in uploading if done < MiB)
+    # Past the first MiB the estimate is given: at the end (reported always) nothing is left.
+    assert [left for phase, _, left in reports if phase == "installing"] == [0.0]

@@ -31,6 +31,7 @@ INSTALL_RATE = 100 * 1024 * 1024  # bytes/s assumed for complete_upload's timeou
 # The Agent capability (extension) that lets complete_upload carry the whole-file hashes.
 HASH_ON_COMPLETE = "complete_sha256"
 HASH_READ = 1024 * 1024
+ETA_AFTER_BYTES = 1024 * 1024  # time left is shown once this much was acknowledged
 
 
 @dataclass
@@ -384,7 +385,8 @@ class Deployment:
                 done_bytes=done,
                 total_bytes=self.total,
                 bytes_per_second=speed,
-                seconds_remaining=left / speed if speed > 0 else None,
+                # No guess from the first few bytes (an empty file acknowledged at once is no speed).
+                seconds_remaining=left / speed if speed > 0 and self.acked >= ETA_AFTER_BYTES else None,
             )
         )
 
