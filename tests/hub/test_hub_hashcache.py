@@ -89,3 +89,20 @@ async def test_without_a_cache_and_with_a_damaged_cache(game: Path, tmp_path: Pa
     assert len(cache) == 0
     assert await hash_files(scan_folder(game), cache) == expected_hashes(game)
     assert len(HashCache(damaged)) == 3
+
+
+async def test_entries_of_files_gone_from_the_folder_are_dropped(game: Path, tmp_path: Path) -> None:
+    from capydeploy.hub.deploy import prepare
+
+    cache_file = tmp_path / "cache" / "hash-cache.json"
+    other = tmp_path / "game-2"  # a sibling whose name starts like the game's: must be kept
+    other.mkdir()
+    (other / "keep.bin").write_bytes(b"other game")
+    await hash_files(scan_folder(game) + scan_folder(other), HashCache(cache_file))
+    (game / "data" / "big.pak").rename(game / "data" / "renamed.pak")
+
+    files, known = await prepare(game, HashCache(cache_file), hash_uncached=False)
+    stored = json.loads(cache_file.read_text())["entries"]
+    assert sorted(Path(path).name for path in stored) == ["empty", "game.exe", "keep.bin"]
+    assert set(known) == {"empty", "game.exe"}  # the renamed file is hashed again when sent
+    assert {f.relative_path for f in files} == {"empty", "game.exe", "data/renamed.pak"}

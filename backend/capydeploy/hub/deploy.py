@@ -489,6 +489,11 @@ async def prepare(
     it sends them (or up front, for an Agent without the `complete_sha256` capability).
     """
     files = await asyncio.to_thread(scan_folder, folder)
+    if cache is not None and cache.forget_missing(folder, files):
+        try:
+            await asyncio.to_thread(cache.save)
+        except OSError as exc:
+            log.warning("could not save the hash cache %s: %s", cache.path, exc)
     if not hash_uncached:
         known = {f.relative_path: h for f in files if cache is not None and (h := cache.lookup(f)) is not None}
         return files, known

@@ -72,6 +72,19 @@ class HashCache:
             self._entries[_key(file.path)] = (file.size, file.mtime_ns, sha256)
             self._dirty = True
 
+    def forget_missing(self, folder: Path, present: Iterable[LocalFile]) -> int:
+        """Drop the entries of files under `folder` that a fresh scan no longer found (deleted or
+        renamed since), so the cache does not grow with every build; returns how many went."""
+        prefix = os.path.join(_key(folder), "")
+        keep = {_key(file.path) for file in present}
+        with self._lock:
+            stale = [key for key in self._entries if key.startswith(prefix) and key not in keep]
+            for key in stale:
+                del self._entries[key]
+            if stale:
+                self._dirty = True
+        return len(stale)
+
     def save(self) -> None:
         """Write the cache if it changed."""
         with self._lock:
