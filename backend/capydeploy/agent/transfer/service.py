@@ -265,7 +265,7 @@ class TransferService:
             session.state = SessionState.PREPARING
         try:
             # Hashes the Hub has learnt since it staged this upload (hashes_fit let it resume).
-            hashes_added = adopt_hashes(session, request.files)
+            hashes_added = await self._run(session, adopt_hashes, session, request.files)
             if session.record.executable != request.config.executable or hashes_added:
                 session.record.executable = request.config.executable
                 await self._run(session, write_session_record, session.layout, session.record)
@@ -361,7 +361,7 @@ class TransferService:
                 missing = await self._run(session, session.missing)
                 if missing:
                     raise ProtocolError(ErrorCode.BAD_REQUEST, _describe_missing(missing))
-                expected = _expected_digests(session, sha256 or {})
+                expected = await self._run(session, _expected_digests, session, sha256 or {})
                 await self._verify_digests(session, expected)
                 installed = await self._install_to_the_end(session)
             except BaseException:
@@ -497,17 +497,17 @@ class TransferService:
                 )
 
     async def _find_resumable(self, signature: Signature, files: list[UploadFile]) -> UploadSession | None:
-        for session in self._sessions.values():
-            if (
-                session.signature == signature
-                and session.state is SessionState.ACTIVE
-                and hashes_fit(session.record.files, files)
-            ):
+        # hashes_fit is O(files): it runs in a worker, not on the loop.
+        live = [s for s in self._sessions.values() if s.signature == signature]
+        for session in live:
+            if session.state is SessionState.ACTIVE and await self._run(None, hashes_fit, session.record.files, files):
                 # A dropped connection may still have chunks in flight; let them land first.
                 await session.quiesce()
                 return session
         matches = [
-            d for d in self._dormant.values() if d.signature == signature and hashes_fit(d.record.files, files)
+            d
+            for d in list(self._dormant.values())
+            if d.signature == signature and await self._run(None, hashes_fit, d.record.files, files)
         ]
         if not matches:
             return None
