@@ -79,3 +79,57 @@ async def test_disk_and_hash_workers_run_below_the_event_loop(make_service: Serv
     expected = min(19, loop_nice + service_module.WORKER_NICENESS)
     assert worker_nice == hash_nice == expected
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == loop_nice  # the loop keeps its own
+
+
+class SyncCountingWriter(OsFileWriter):
+    def __init__(self, can_sync_filesystem: bool = True) -> None:
+        self.fsyncs = 0
+        self.filesystem_syncs = 0
+        self.can_sync_filesystem = can_sync_filesystem
+        self._lock = threading.Lock()
+
+    def fsync(self, handle: int) -> None:
+        with self._lock:
+            self.fsyncs += 1
+        super().fsync(handle)
+
+    def sync_filesystem(self, folder: Path) -> bool:
+        if not self.can_sync_filesystem:
+            return False
+        with self._lock:
+            self.filesystem_syncs += 1
+        return super().sync_filesystem(folder)
+
+
+def _many_files(count: int) -> dict[str, bytes]:
+    return {f"data/{i // 10}/f{i}.bin": os.urandom(100 + i) for i in range(count)}
+
+
+@pytest.mark.parametrize("can_sync_filesystem", [True, False], ids=["syncfs", "no syncfs: fsync each"])
+async def test_many_files_are_made_durable_with_one_filesystem_sync(
+    make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch, can_sync_filesystem: bool
+) -> None:
+    from capydeploy.agent.transfer import install
+
+    monkeypatch.setattr(install, "SYNCFS_FROM_FILES", 8)
+    writer = SyncCountingWriter(can_sync_filesystem)
+    service = make_service(filesystem=writer)
+    files = _many_files(30)
+    reply = await service.init_upload(HUB, make_request("Many", files))
+    await send(service, all_frames(reply.upload_id, files))
+    installed = await service.complete_upload(HUB, reply.upload_id)
+    assert {p: (installed.path / p).read_bytes() for p in files} == files
+    if can_sync_filesystem and sys.platform.startswith("linux"):
+        assert (writer.filesystem_syncs, writer.fsyncs) == (1, 0)
+    else:
+        assert (writer.filesystem_syncs, writer.fsyncs) == (0, 30)
+
+
+async def test_few_files_are_fsynced_one_by_one(make_service: ServiceFactory) -> None:
+    writer = SyncCountingWriter()
+    service = make_service(filesystem=writer)
+    files = _many_files(5)
+    reply = await service.init_upload(HUB, make_request("Few", files))
+    await send(service, all_frames(reply.upload_id, files))
+    await service.complete_upload(HUB, reply.upload_id)
+    assert (writer.filesystem_syncs, writer.fsyncs) == (0, 5)

@@ -159,6 +159,11 @@ class FailingWriter(OsFileWriter):
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         super().fsync(handle)
 
+    def sync_filesystem(self, folder: Path) -> bool:
+        if self.fail_fsync:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return super().sync_filesystem(folder)
+
 
 class BlockingFsync(OsFileWriter):
     """fsync blocks, once armed, until released: the install is caught in its worker thread."""

@@ -100,6 +100,8 @@ class FileHash:
         self.upto = claim.end
         while (ready := self._pending.pop(self.upto, None)) is not None:
             self.upto, self.hasher = ready
+        if self.upto == self._tail_end:
+            self._tail = None  # caught up: the next claim starts from self.hasher (frees the future)
         return True
 
     def abandon(self, claim: HashClaim) -> None:

@@ -53,7 +53,28 @@ class FileWriter(Protocol):
         """
         ...
 
+    def sync_filesystem(self, folder: Path) -> bool:
+        """Make everything written to the filesystem that holds `folder` durable, in one call;
+        False when this platform cannot (the caller then fsyncs each file)."""
+        ...
+
     def close(self, handle: int) -> None: ...
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    """Linux's syncfs(2) through ctypes (the os module does not expose it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function
+
+
+_SYNCFS = _load_syncfs()
 
 
 def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
@@ -96,6 +117,18 @@ class OsFileWriter:
         # A hint, so failures are ignored: the final fsync reports any real I/O error.
         if _SYNC_FILE_RANGE is not None:
             _SYNC_FILE_RANGE(handle, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+    def sync_filesystem(self, folder: Path) -> bool:
+        if _SYNCFS is None:
+            return False
+        handle = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+        try:
+            if _SYNCFS(handle) != 0:
+                code = ctypes.get_errno()
+                raise OSError(code, os.strerror(code))
+        finally:
+            os.close(handle)
+        return True
 
     def close(self, handle: int) -> None:
         os.close(handle)
