@@ -222,3 +222,16 @@ async def test_progress_events_and_state_during_upload(agent: Agent, paired_hub:
     assert events[-1].status == m.OperationStatus.COMPLETE and events[-1].game_name == "Prog"
     assert snapshots and snapshots[-1].game_name == "Prog" and snapshots[-1].total_bytes == 6 * MiB
     assert agent.snapshot().recent_installs[0].game_name == "Prog"
+
+
+async def test_game_of_many_files(agent: Agent, paired_hub: HubClient, tmp_path: Path) -> None:
+    # 1 500 files: the init_upload frame (over 64 KiB) is parsed off the loop, and the redeploy's
+    # resumeFrom (over 1 000 entries) is encoded off it; both must still round-trip exactly.
+    files = {f"assets/{i // 100:02}/item-{i:04}.dat": os.urandom(i % 700) for i in range(1500)}
+    game = make_game(tmp_path / "Many", files)
+    first = await paired_hub.deploy(game, options("Many"))
+    assert tree(agent.install_dir / "Many") == files
+    assert first.bytes_sent == sum(len(data) for data in files.values())
+    again = await paired_hub.deploy(game, options("Many"))
+    assert again.bytes_sent == 0 and again.files == 1500
+    assert tree(agent.install_dir / "Many") == files

@@ -29,6 +29,7 @@ from ..protocol import (
 )
 from ..protocol import messages as m
 from ..protocol.constants import MAX_UNACKED_WORK
+from ..protocol.envelope import Envelope
 from .pairing import PairingOutcome
 
 if TYPE_CHECKING:
@@ -44,6 +45,11 @@ MAX_CONCURRENT_REQUESTS = 128
 # its install ran in a worker thread left the game installed but the upload open, and every resume
 # of it then failed with 500 (see docs/reliability.md, suite 3).
 RUN_TO_COMPLETION = frozenset({MessageType.COMPLETE_UPLOAD})
+
+# Text frames longer than this are parsed and validated in a worker thread, and replies listing
+# more files than this are encoded there, so a game of many files never stalls the loop.
+PARSE_OFF_LOOP_FROM = 64 * 1024
+ENCODE_OFF_LOOP_FROM_ENTRIES = 1000
 
 Handler = Callable[["HubSession", Any], Awaitable[BaseModel | None]]
 
@@ -120,7 +126,12 @@ class HubSession:
             raise SessionClosed from None
 
     async def reply(self, request_id: str, message_type: MessageType, payload: BaseModel | None) -> None:
-        await self._send(encode_message(message_type, payload, request_id))
+        if _is_large(payload):
+            # An upload_init_response for a game of many files: encode it off the loop.
+            text = await asyncio.to_thread(encode_message, message_type, payload, request_id)
+        else:
+            text = encode_message(message_type, payload, request_id)
+        await self._send(text)
 
     async def reply_error(self, code: ErrorCode | int, message: str, request_id: str | None) -> None:
         await self._send(encode_error(code, message, request_id))
@@ -150,8 +161,12 @@ class HubSession:
 
     async def _on_text(self, text: str) -> None:
         try:
-            envelope = parse_envelope(text)
-            message_type, payload = parse_request(envelope)
+            if len(text) > PARSE_OFF_LOOP_FROM:
+                # An init_upload of thousands of files takes a pydantic pass per path: hundreds of
+                # milliseconds the loop (shared with the plugin's UI) must not stand still for.
+                envelope, (message_type, payload) = await asyncio.to_thread(_parse_text, text)
+            else:
+                envelope, (message_type, payload) = _parse_text(text)
         except ProtocolError as error:
             await self.reply_error(error.code, error.message, error.request_id)
             return
@@ -346,6 +361,16 @@ class HubSession:
                 percentage=round(100.0 * progress.transferred_bytes / total, 2) if total else 100.0,
             ),
         )
+
+
+def _parse_text(text: str) -> tuple[Envelope, tuple[MessageType, BaseModel]]:
+    envelope = parse_envelope(text)
+    return envelope, parse_request(envelope)
+
+
+def _is_large(payload: BaseModel | None) -> bool:
+    resume = getattr(payload, "resume_from", None)
+    return isinstance(resume, dict) and len(resume) > ENCODE_OFF_LOOP_FROM_ENTRIES
 
 
 def source_of(address: str) -> str:
