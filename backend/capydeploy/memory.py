@@ -10,6 +10,7 @@ removes that for a few MiB of resident memory.
 from __future__ import annotations
 
 import ctypes
+import gc
 import sys
 
 M_TRIM_THRESHOLD = -1
@@ -35,3 +36,22 @@ def keep_freed_memory() -> bool:
     mallopt.restype = ctypes.c_int
     _applied = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     return _applied
+
+
+_frozen = False
+
+
+def freeze_startup_objects() -> None:
+    """Move every object alive now (modules, pydantic's schemas, websockets...) out of the cyclic
+    GC's reach, once per process.
+
+    A full (generation 2) collection scans every tracked object; with a game of 20 000 files that
+    took up to 94 ms on the event loop, half of it spent on objects that live as long as the
+    process. Frozen, they are never scanned again (and never freed, which they would not be anyway).
+    """
+    global _frozen  # noqa: PLW0603 - process-wide, applied once
+    if _frozen:
+        return
+    gc.collect()
+    gc.freeze()
+    _frozen = True

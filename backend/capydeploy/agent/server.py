@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from ..memory import keep_freed_memory
+from ..memory import freeze_startup_objects, keep_freed_memory
 from ..protocol import CloseCode, MessageType, constants
 from ..protocol import messages as m
 from .config import AgentConfig
@@ -88,6 +88,7 @@ class Agent:
 
     async def start(self) -> None:
         keep_freed_memory()
+        freeze_startup_objects()  # shorter GC pauses on the shared loop (games of many files)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(self.install_dir.mkdir, parents=True, exist_ok=True)
         await self.settings.save(self.data_dir / "settings.json")

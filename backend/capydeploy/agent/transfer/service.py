@@ -609,17 +609,8 @@ class TransferService:
             results = await self._run(session, self._carry_files, session, plan)
         except OSError as exc:
             raise _os_error("could not carry unchanged files from the installed version", exc) from None
-        for item, result in zip(plan, results, strict=True):
-            staged = session.files[item.index]
-            session.reset_file(staged)
-            if result is None:
-                continue
-            session.add_held(staged, 0, staged.size)
-            if result.linked:
-                staged.sealed = True
-                staged.carried_stat = result.stat
-            elif staged.digest is not None and result.hasher is not None:
-                staged.digest.restore(result.hasher, staged.size)
+        # O(files) too, so in a worker as well (the session is PREPARING: no other job touches it).
+        await self._run(session, _record_carried, session, plan, results)
 
     def _carry_files(self, session: UploadSession, plan: list[CarryItem]) -> list[CarryResult | None]:
         assert session.journal is not None
@@ -982,6 +973,20 @@ def _expected_digests(session: UploadSession, claimed: Mapping[str, str]) -> dic
                 ErrorCode.BAD_REQUEST, f"sha256: the hash of {path!r} differs from the one in init_upload"
             )
     return expected
+
+
+def _record_carried(session: UploadSession, plan: list[CarryItem], results: list[CarryResult | None]) -> None:
+    for item, result in zip(plan, results, strict=True):
+        staged = session.files[item.index]
+        session.reset_file(staged)
+        if result is None:
+            continue
+        session.add_held(staged, 0, staged.size)
+        if result.linked:
+            staged.sealed = True
+            staged.carried_stat = result.stat
+        elif staged.digest is not None and result.hasher is not None:
+            staged.digest.restore(result.hasher, staged.size)
 
 
 def _start_writeback(writer: FileWriter, handle: int, start: int, end: int) -> None:
