@@ -173,3 +173,29 @@ async def test_a_list_that_changes_a_given_hash_does_not_resume(make_service: Se
     other = await service.init_upload(HUB, make_request("Game", changed))
     assert other.upload_id != first.upload_id
     assert other.resume_from is not None and sum(other.resume_from.values()) == 0
+
+
+async def test_an_installed_file_reached_through_a_symlinked_folder_is_never_carried(
+    make_service: ServiceFactory, games: Path, tmp_path: Path
+) -> None:
+    import os
+    import shutil
+
+    service = make_service()
+    reply = await service.init_upload(HUB, make_request("Game", FILES))
+    await send(service, all_frames(reply.upload_id, FILES))
+    installed = (await service.complete_upload(HUB, reply.upload_id)).path
+    # Someone swaps the installed `data` folder for a link to an identical copy outside the root
+    # (same bytes, same size, same mtime): only the folder check stands between it and a carry.
+    outside = tmp_path / "outside-data"
+    shutil.copytree(installed / "data", outside)
+    stamp = os.lstat(installed / "data" / "level.pak")
+    os.utime(outside / "level.pak", ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    shutil.rmtree(installed / "data")
+    (installed / "data").symlink_to(outside, target_is_directory=True)
+
+    again = await service.init_upload(HUB, make_request("Game", FILES))
+    assert again.resume_from is not None
+    assert again.resume_from.get("data/level.pak", 0) == 0  # sent again, not linked from outside
+    assert again.resume_from["game.bin"] == len(FILES["game.bin"])  # the rest is still carried
+    assert (outside / "level.pak").read_bytes() == FILES["data/level.pak"]

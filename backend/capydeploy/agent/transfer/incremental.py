@@ -53,7 +53,7 @@ def plan_carry(
     except OSError:
         return []
     plan: list[CarryItem] = []
-    real_folders: dict[Path, Path] = {}  # the files of a game share few folders: resolve each once
+    real_folders: dict[str, str] = {}  # the files of a game share few folders: resolve each once
     for staged in files:
         if staged.sha256 is None or staged.complete:
             continue

@@ -23,7 +23,6 @@ from typing import Any
 
 from ...protocol.paths import PathRuleError, validate_relative_path
 from ...storage import atomic_write_json, fsync_directory, read_json
-from .filesystem import is_inside
 from .staging import StagingLayout, agent_dir
 
 MANIFEST_VERSION = 1
@@ -206,17 +205,19 @@ def unchanged_installed_file(
     size: int,
     sha256: str,
     *,
-    real_folders: dict[Path, Path] | None = None,
+    real_folders: dict[str, str] | None = None,
 ) -> Path | None:
     """The installed copy of `path` if the manifest vouches it holds exactly (size, sha256), else None.
 
     The manifest alone is not enough: the file must still be a regular file of that size and mtime,
-    and must not reach outside the game folder through a symlinked parent.
+    and must not reach outside the game folder through a symlinked parent. Plain strings, not
+    pathlib, in the loop: a game of 20 000 files calls this 20 000 times.
     """
     entry = manifest.entries.get(path)
     if entry is None or entry.size != size or entry.sha256 != sha256:
         return None
-    candidate = game_dir_real / path
+    root = os.fspath(game_dir_real)
+    candidate = os.path.join(root, path)  # `path` is a validated relative POSIX path
     try:
         info = os.lstat(candidate)
     except OSError:
@@ -224,12 +225,12 @@ def unchanged_installed_file(
     if not stat.S_ISREG(info.st_mode) or info.st_size != size or info.st_mtime_ns != entry.mtime_ns:
         return None
     # The file itself is no symlink (lstat above), so only its folder can lead elsewhere.
-    folder = candidate.parent
+    folder = os.path.dirname(candidate)
     real_folder = real_folders.get(folder) if real_folders is not None else None
     if real_folder is None:
-        real_folder = Path(os.path.realpath(folder))
+        real_folder = os.path.realpath(folder)
         if real_folders is not None:
             real_folders[folder] = real_folder
-    if not is_inside(real_folder / candidate.name, game_dir_real):
+    if real_folder != root and not real_folder.startswith(os.path.join(root, "")):
         return None
-    return candidate
+    return Path(candidate)
