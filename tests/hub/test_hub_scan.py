@@ -124,3 +124,24 @@ def test_scan_records_the_exec_bit(tmp_path: Path) -> None:
     files = scan_folder(game)
     assert {f.relative_path: f.exec_bit for f in files} == {"data": False, "run": True}
     assert guess_executable(files) == "run"
+
+
+def test_chunk_headers_built_without_validation_are_valid_on_the_wire(tmp_path: Path) -> None:
+    """The Hub skips pydantic's checks when it builds chunk headers; the Agent must still read them
+    back exactly (paths as the scan produced them, Unicode and deep ones included)."""
+    import hashlib
+
+    from capydeploy.hub.deploy import _chunk_header
+    from capydeploy.protocol.frames import decode_chunk, encode_chunk
+
+    for relative in ["a.bin", "données/ünïcødé 文件.txt", "/".join(f"d{i}" for i in range(30)) + "/x"]:
+        target = tmp_path / "game" / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"x")
+    for file in scan_folder(tmp_path / "game"):
+        data = file.path.read_bytes()
+        header = _chunk_header("upload-" + "a" * 32, file.relative_path, 1024 * 1024, hashlib.sha256(data).hexdigest())
+        frame = decode_chunk(encode_chunk(header, data))
+        assert frame.header == header.model_validate(header.to_wire())
+        assert (frame.header.file_path, frame.header.offset) == (file.relative_path, 1024 * 1024)
+        assert frame.checksum_ok()
