@@ -114,15 +114,26 @@ async def test_agent_restart_midway_resumes(
     game = make_game(tmp_path / "Restart", files)
     client = HubClient(url_of(agent), config_dir=hub_config, pair=code_from_state(agent), reconnect=False)
     await client.connect()
-    stopped = asyncio.Event()
+    gone = asyncio.Event()
+    real_send_chunk = client.send_chunk
+    sent = 0
 
-    def on_progress(progress: DeployProgress) -> None:
-        if progress.done_bytes > 8 * MiB and not stopped.is_set():
-            stopped.set()
+    async def send_chunk(header: m.ChunkHeader, data: bytes) -> asyncio.Future[m.UploadChunkResponse]:
+        # The Hub stops sending after 10 MiB until the Agent is gone, so the upload is surely cut
+        # midway (a fast loopback would otherwise finish it before the stop lands).
+        nonlocal sent
+        if sent >= 10 * MiB:
+            await gone.wait()
+        sent += len(data)
+        return await real_send_chunk(header, data)
 
-    task = asyncio.create_task(client.deploy(game, options("Restart"), progress=on_progress))
-    await stopped.wait()
+    client.send_chunk = send_chunk  # type: ignore[method-assign]
+
+    task = asyncio.create_task(client.deploy(game, options("Restart")))
+    while (held := agent.transfer.progress()) is None or held.transferred_bytes < 8 * MiB:
+        await asyncio.sleep(0.01)  # until the Agent holds 8 MiB (the Hub cannot send past 10)
     await agent.stop()  # the process goes away mid-upload
+    gone.set()
     with pytest.raises(Exception):  # noqa: B017 - any connection error ends this attempt
         await task
     await client.close()
