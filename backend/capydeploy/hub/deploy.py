@@ -17,9 +17,10 @@ from typing import BinaryIO
 from ..memory import keep_freed_memory
 from ..protocol import messages as m
 from ..protocol import new_message_id
+from ..protocol.constants import SHA256_MISMATCH
 from .client import HubClient
 from .errors import AgentError, ConnectionLost, HubError
-from .hashcache import FileChangedError, HashCache, hash_files
+from .hashcache import READ_BUFFER, FileChangedError, HashCache, hash_files, sha256_of_file
 from .scan import LocalFile, scan_folder
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,6 @@ MAX_RESUMES = 20
 INSTALL_RATE = 100 * 1024 * 1024  # bytes/s assumed for complete_upload's timeout
 # The Agent capability (extension) that lets complete_upload carry the whole-file hashes.
 HASH_ON_COMPLETE = "complete_sha256"
-HASH_READ = 1024 * 1024
 ETA_AFTER_BYTES = 1024 * 1024  # time left is shown once this much was acknowledged
 
 
@@ -176,9 +176,8 @@ class Deployment:
             except AgentError as error:
                 # Data held from an earlier attempt was not this file's (it changed in between, same
                 # size): the Agent dropped it; one more pass sends those files again.
-                if error.code != 400 or not error.message.startswith("sha256 mismatch") or mismatch_retried:
-                    raise
-                if not self._computed:
+                mismatch = error.code == 400 and error.message.startswith(SHA256_MISMATCH)
+                if not mismatch or mismatch_retried or not self._computed:
                     raise
                 mismatch_retried = True
                 self._computed.clear()
@@ -281,10 +280,10 @@ class Deployment:
             else:
                 lost.append(error)
 
-        for file in self._files_to_hash():
-            held_bytes = min(held.get(file.relative_path, 0), file.size)
-            if held_bytes >= file.size:  # held already, yet its hash is still needed
-                self._computed[file.relative_path] = await asyncio.to_thread(_hash_whole_file, file)
+        for file in self.files:
+            if self._hash_unknown(file) and held.get(file.relative_path, 0) >= file.size:
+                # Held already, yet its hash is still needed.
+                self._computed[file.relative_path] = await asyncio.to_thread(sha256_of_file, file)
         for file, start in plan:
             self._current = file.relative_path
             running = self._running_hash(file)
@@ -317,15 +316,13 @@ class Deployment:
             raise error if isinstance(error, HubError) else ConnectionLost(str(error))
         await self._resend(rejected)
 
-    def _files_to_hash(self) -> list[LocalFile]:
-        """Files whose hash init_upload did not carry and this deployment has not found yet."""
-        return [f for f in self.files if f.relative_path not in self.hashes and f.relative_path not in self._computed]
+    def _hash_unknown(self, file: LocalFile) -> bool:
+        """init_upload did not carry this file's hash and this deployment has not found it yet."""
+        return file.relative_path not in self.hashes and file.relative_path not in self._computed
 
     def _running_hash(self, file: LocalFile) -> hashlib._Hash | None:
         """A fresh whole-file hash for a file whose hash is still unknown, else None."""
-        if file.relative_path in self.hashes or file.relative_path in self._computed:
-            return None
-        return hashlib.sha256()
+        return hashlib.sha256() if self._hash_unknown(file) else None
 
     async def _send(
         self, file: LocalFile, offset: int, data: bytes, checksum: str, window: asyncio.Semaphore
@@ -458,20 +455,11 @@ def _feed_prefix(handle: BinaryIO, end: int, hasher: hashlib._Hash) -> None:
     handle.seek(0)
     done = 0
     while done < end:
-        data = handle.read(min(HASH_READ, end - done))
+        data = handle.read(min(READ_BUFFER, end - done))
         if not data:
             raise FileChangedError(f"{handle.name} changed while deploying (it ends at {done})")
         hasher.update(data)
         done += len(data)
-
-
-def _hash_whole_file(file: LocalFile) -> str:
-    hasher = hashlib.sha256()
-    with file.path.open("rb") as handle:
-        while data := handle.read(HASH_READ):
-            hasher.update(data)
-        _check_unchanged(file, os.fstat(handle.fileno()))
-    return hasher.hexdigest()
 
 
 def _check_unchanged(file: LocalFile, now: os.stat_result) -> None:

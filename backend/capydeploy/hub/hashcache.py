@@ -193,6 +193,11 @@ def _hash_all(
     return hashes
 
 
+def sha256_of_file(file: LocalFile) -> str:
+    """The SHA-256 of one scanned file (no cache, no progress); FileChangedError if it changed."""
+    return _sha256_of_file(file, lambda _count: None, threading.Event())
+
+
 def _sha256_of_file(file: LocalFile, on_bytes: Callable[[int], None], stop: threading.Event) -> str:
     """Stream one file through SHA-256; FileChangedError when it is not the file that was scanned."""
     hasher = hashlib.sha256()

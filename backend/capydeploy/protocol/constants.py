@@ -49,6 +49,10 @@ ARTWORK_MAX_REDIRECTS: Final = 3
 STEAMID64_BASE: Final = 76561197960265728
 UINT32_MAX: Final = 2**32 - 1
 
+# How a complete_upload error reply starts when whole files failed their sha256 and were discarded;
+# a Hub that sent those hashes with complete_upload answers it with one more pass.
+SHA256_MISMATCH: Final = "sha256 mismatch"
+
 CAPABILITIES: Final = (
     "file_upload",
     "resume",

@@ -10,7 +10,7 @@ import stat
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -61,36 +61,24 @@ class FileWriter(Protocol):
     def close(self, handle: int) -> None: ...
 
 
-def _load_syncfs() -> Callable[[int], int] | None:
-    """Linux's syncfs(2) through ctypes (the os module does not expose it)."""
+def _linux_libc_function(name: str, argtypes: list[type[ctypes._SimpleCData[Any]]]) -> Callable[..., int] | None:
+    """A Linux system call the os module does not expose (syncfs, sync_file_range), through
+    ctypes; None elsewhere or when the C library lacks it."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        function = ctypes.CDLL(None, use_errno=True).syncfs
+        function = getattr(ctypes.CDLL(None, use_errno=True), name)
     except (OSError, AttributeError):
         return None
-    function.argtypes = [ctypes.c_int]
+    function.argtypes = argtypes
     function.restype = ctypes.c_int
-    return function
+    return function  # type: ignore[no-any-return]
 
 
-_SYNCFS = _load_syncfs()
-
-
-def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
-    """Linux's sync_file_range(2) through ctypes (the os module does not expose it)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        function = ctypes.CDLL(None, use_errno=True).sync_file_range
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    function.restype = ctypes.c_int
-    return function
-
-
-_SYNC_FILE_RANGE = _load_sync_file_range()
+_SYNCFS = _linux_libc_function("syncfs", [ctypes.c_int])
+_SYNC_FILE_RANGE = _linux_libc_function(
+    "sync_file_range", [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+)
 _SYNC_FILE_RANGE_WRITE = 2  # start write-out of dirty pages, do not wait
 
 

@@ -61,7 +61,7 @@ def _verify_file(
             end = rec.offset + rec.length
             if end > staged.size:
                 continue
-            feeds = staged.digest is not None and rec.offset <= upto < end
+            feeds = rec.offset <= upto < end
             extend = (hasher.copy(), upto) if feeds else None
             ok, extended = _check_record(writer, handle, rec, piece, extend)
             if not ok:
@@ -71,8 +71,7 @@ def _verify_file(
                 hasher, upto = extended, end
     finally:
         session.handles.release(staged.path)
-    if staged.digest is not None:
-        staged.digest.restore(hasher, upto)
+    staged.digest.restore(hasher, upto)
 
 
 def _check_record(

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ...protocol.constants import CHUNK_SIZE, STAGING_TTL
+from ...protocol.constants import CHUNK_SIZE, SHA256_MISMATCH, STAGING_TTL
 from ...protocol.errors import ErrorCode, ProtocolError
 from ...protocol.frames import ChunkFrame
 from ...protocol.messages import InitUpload, UploadChunkResponse, UploadFile, UploadInitResponse
@@ -606,13 +606,13 @@ class TransferService:
 
     async def _carry(self, session: UploadSession, plan: list[CarryItem]) -> None:
         try:
-            results = await self._run(session, self._carry_files, session, plan)
+            await self._run(session, self._carry_files, session, plan)
         except OSError as exc:
             raise _os_error("could not carry unchanged files from the installed version", exc) from None
-        # O(files) too, so in a worker as well (the session is PREPARING: no other job touches it).
-        await self._run(session, _record_carried, session, plan, results)
 
-    def _carry_files(self, session: UploadSession, plan: list[CarryItem]) -> list[CarryResult | None]:
+    def _carry_files(self, session: UploadSession, plan: list[CarryItem]) -> None:
+        """Worker job: carry the planned files, then record them in the session (O(files), so here
+        rather than on the loop; the session is PREPARING, no other job touches it)."""
         assert session.journal is not None
         results: list[CarryResult | None] = []
         made_folders: set[Path] = set()
@@ -624,7 +624,7 @@ class TransferService:
             if result is not None and not result.linked:
                 session.journal.append_chunk(ChunkRecord(item.index, 0, item.size, item.sha256))
             results.append(result)
-        return results
+        _record_carried(session, plan, results)
 
     async def _scan_root(self, root: Path) -> None:
         """Learn the staged uploads a previous run left under `root` (once per root)."""
@@ -659,15 +659,13 @@ class TransferService:
             return
 
         file_hash = staged.digest
-        claim: HashClaim | None = None
         hash_job: Future[Hasher] | None = None
-        if file_hash is not None:
-            claim = file_hash.claim(offset, end)
-            if claim is None and offset < file_hash.claimed_end:
-                file_hash.invalidate()  # rewriting bytes already hashed
-            if claim is not None:
-                hash_job = self._submit(session, hash_bytes_after, claim, data, pool=self._hash_pool)
-                file_hash.chained(claim, hash_job)
+        claim = file_hash.claim(offset, end)
+        if claim is None and offset < file_hash.claimed_end:
+            file_hash.invalidate()  # rewriting bytes already hashed
+        if claim is not None:
+            hash_job = self._submit(session, hash_bytes_after, claim, data, pool=self._hash_pool)
+            file_hash.chained(claim, hash_job)
         committed = False
         wrote = True  # unless the checksum failed, the bytes on disk may have changed
         try:
@@ -682,18 +680,17 @@ class TransferService:
                 wrote = False
                 raise _checksum_error(staged, offset)
             session.add_held(staged, offset, end)
-            if file_hash is not None and claim is not None and hasher is not None:
+            if claim is not None and hasher is not None:
                 committed = file_hash.commit(claim, hasher)
         finally:
-            if file_hash is not None and not committed:
+            if not committed:
                 if claim is not None:
                     file_hash.abandon(claim)
                 # Checked again now the bytes have landed: a catch-up that started after the
                 # check above may have hashed what was there before.
                 if wrote and offset < file_hash.claimed_end:
                     file_hash.invalidate()
-        if file_hash is not None:
-            await self._catch_up(session, staged, file_hash)
+        await self._catch_up(session, staged, file_hash)
 
     def _store_chunk(self, session: UploadSession, chunk: _ChunkWrite) -> tuple[bool, Hasher | None]:
         """Worker job: verify, pwrite, journal, then collect the chunk's hash node.
@@ -802,7 +799,7 @@ class TransferService:
         for staged in session.files:
             if staged.sealed:
                 staged.verified_sha256 = staged.sha256  # carried: its hash matched the manifest's
-        todo = [f for f in session.files if f.digest is not None and not f.sealed]
+        todo = [f for f in session.files if not f.sealed]
         try:
             digests = await self._run(session, self._finish_digests, session, todo)
         except OSError as exc:
@@ -823,14 +820,13 @@ class TransferService:
         more = f" and {len(bad) - MISSING_FILES_LISTED} more files" if len(bad) > MISSING_FILES_LISTED else ""
         raise ProtocolError(
             ErrorCode.BAD_REQUEST,
-            f"sha256 mismatch: {listed}{more}; their data was discarded, send them again",
+            f"{SHA256_MISMATCH}: {listed}{more}; their data was discarded, send them again",
         )
 
     def _finish_digests(self, session: UploadSession, files: list[StagedFile]) -> list[str]:
         digests: list[str] = []
         for staged in files:
             file_hash = staged.digest
-            assert file_hash is not None
             hasher = file_hash.hasher.copy()
             if file_hash.upto < staged.size:
                 handle = session.handles.acquire(staged.path)
@@ -964,9 +960,8 @@ def _yield_to_the_loop() -> None:
 def _expected_digests(session: UploadSession, claimed: Mapping[str, str]) -> dict[str, str]:
     """The whole-file hashes to check: init_upload's, completed by complete_upload's `sha256`."""
     expected = {f.relative_path: f.sha256 for f in session.files if f.sha256 is not None}
-    listed = {f.relative_path for f in session.files}
     for path, digest in claimed.items():
-        if path not in listed:
+        if path not in session.by_path:
             raise ProtocolError(ErrorCode.BAD_REQUEST, f"sha256: {path!r} is not a file of this upload")
         if expected.setdefault(path, digest) != digest:
             raise ProtocolError(
@@ -985,7 +980,7 @@ def _record_carried(session: UploadSession, plan: list[CarryItem], results: list
         if result.linked:
             staged.sealed = True
             staged.carried_stat = result.stat
-        elif staged.digest is not None and result.hasher is not None:
+        elif result.hasher is not None:
             staged.digest.restore(result.hasher, staged.size)
 
 

@@ -71,7 +71,7 @@ class StagedFile:
     ranges: ByteRanges = field(default_factory=ByteRanges)  # bytes held and verified
     # The running whole-file hash. Kept for every file, also those listed without sha256: the Hub
     # may send their hash with complete_upload, and the manifest needs it for incremental redeploys.
-    digest: FileHash | None = None
+    digest: FileHash = field(default_factory=FileHash)
     verified_sha256: str | None = None  # the whole-file hash found by complete_upload's check
     # Carried over from the installed version: chunks for it are acknowledged but never written,
     # because a hard-linked file shares its data with the installed game.
@@ -133,7 +133,6 @@ def staged_files(tree: Path, files: list[UploadFile]) -> list[StagedFile]:
             size=entry.size,
             sha256=entry.sha256,
             tree=tree,
-            digest=FileHash(),
         )
         for index, entry in enumerate(files)
     ]
@@ -202,8 +201,7 @@ class UploadSession:
         staged.sealed = False
         staged.carried_stat = None
         staged.verified_sha256 = None
-        if staged.digest is not None:
-            staged.digest.invalidate()
+        staged.digest.invalidate()
 
     def resume_from(self) -> dict[str, int]:
         """Per file, the verified run from offset 0 the Hub may skip; only files with something to skip."""
