@@ -14,6 +14,11 @@ Registered in pytest.ini with `-p tests.log_audit`. At session start it
 At session end every kept line is searched for every secret: a 6-digit code as a number of its
 own, a token (or any other long secret) by any 12-character piece of it, as a frame log may cut a
 token in two. A leak fails the session (exit status 1) and names the test and the line.
+
+A 6-digit code is searched for only in the lines of the test that issued it (every Agent lives in
+one test), and never in the value of a byte-count field (`"totalWritten":460803`): with 150 codes
+in a session and thousands of acknowledgements, some byte count equals some test's code in about
+one run in five, which is chance, not a leak.
 """
 
 from __future__ import annotations
@@ -34,12 +39,15 @@ PIECE = 12
 MAX_LINES = 2_000_000
 _RUNS = re.compile(rf"[A-Za-z0-9_\-]{{{PIECE},}}")
 _NUMBERS = re.compile(r"(?<!\d)\d{6}(?!\d)")
+# JSON fields whose values are byte counts or offsets, never a code.
+_BYTE_COUNT_VALUE = re.compile(r'"(?:totalWritten|bytesWritten|offset|size|totalSize|bytesDone|bytesTotal)":\s*$')
 
 
 @dataclass
 class _Audit:
     lock: threading.Lock = field(default_factory=threading.Lock)
     secrets: set[str] = field(default_factory=set)
+    issued_in: dict[str, str] = field(default_factory=dict)  # secret -> the test that issued it first
     shown: list[tuple[str, str]] = field(default_factory=list)  # (test id, rendered line)
     raw: list[tuple[str, str]] = field(default_factory=list)  # (test id, product message before redaction)
     test: str = "(session)"
@@ -96,6 +104,7 @@ def _recording_add(secret: str) -> None:
     if isinstance(secret, str) and secret:
         with _AUDIT.lock:
             _AUDIT.secrets.add(secret)
+            _AUDIT.issued_in.setdefault(secret, _AUDIT.test)
     _original_add(secret)
 
 
@@ -117,8 +126,20 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         _AUDIT.test = "(between tests)"
 
 
-def find_leaks(lines: list[tuple[str, str]], secrets: set[str]) -> list[str]:
-    """Lines holding a secret: codes as whole numbers, long secrets by any PIECE-long piece."""
+def _numbers_outside_byte_counts(line: str) -> list[str]:
+    return [
+        match.group()
+        for match in _NUMBERS.finditer(line)
+        if not _BYTE_COUNT_VALUE.search(line, max(0, match.start() - 20), match.start())
+    ]
+
+
+def find_leaks(
+    lines: list[tuple[str, str]], secrets: set[str], issued_in: dict[str, str] | None = None
+) -> list[str]:
+    """Lines holding a secret: codes as whole numbers (in the test that issued them, when
+    `issued_in` says which; outside byte-count fields), long secrets by any PIECE-long piece."""
+    issued_in = issued_in or {}
     codes = {secret for secret in secrets if len(secret) == 6 and secret.isdigit()}
     pieces: dict[str, str] = {}
     short = []
@@ -130,7 +151,11 @@ def find_leaks(lines: list[tuple[str, str]], secrets: set[str]) -> list[str]:
             short.append(secret)
     leaks = []
     for test, line in lines:
-        found = [number for number in _NUMBERS.findall(line) if number in codes]
+        found = [
+            number
+            for number in _numbers_outside_byte_counts(line)
+            if number in codes and issued_in.get(number, test) == test
+        ]
         for run in _RUNS.findall(line):
             if any(run[i : i + PIECE] in pieces for i in range(len(run) - PIECE + 1)):
                 found.append("a piece of a token")
@@ -144,9 +169,10 @@ def find_leaks(lines: list[tuple[str, str]], secrets: set[str]) -> list[str]:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     with _AUDIT.lock:
         secrets = set(_AUDIT.secrets)
+        issued_in = {secret: test for secret, test in _AUDIT.issued_in.items() if not test.startswith("(")}
         shown, raw = list(_AUDIT.shown), list(_AUDIT.raw)
-    _AUDIT.leaks = [f"log line: {leak}" for leak in find_leaks(shown, secrets)]
-    _AUDIT.leaks += [f"product message: {leak}" for leak in find_leaks(raw, secrets)]
+    _AUDIT.leaks = [f"log line: {leak}" for leak in find_leaks(shown, secrets, issued_in)]
+    _AUDIT.leaks += [f"product message: {leak}" for leak in find_leaks(raw, secrets, issued_in)]
     if _AUDIT.leaks and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

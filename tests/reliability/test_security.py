@@ -372,3 +372,25 @@ def test_the_session_log_audit_finds_codes_and_token_pieces() -> None:
         ("t4", "token [redacted] and code [redacted]"),
     ]
     assert [leak.split(":")[0] for leak in find_leaks(lines, secrets)] == ["t1", "t2"]
+
+
+def test_the_session_log_audit_looks_for_a_code_where_it_could_have_leaked() -> None:
+    """A code is a 6-digit number: the audit looks for it in the test that issued it, and not in
+    byte counts, or chance matches make the whole session fail now and then."""
+    from tests.log_audit import find_leaks
+
+    code = "460803"
+    lines = [
+        ("t1", "agent shows code 460803"),
+        ("t1", '> TEXT \'{"id":"1","type":"pair_confirm","payload":{"code":"460803"}}\''),
+        ("t1", '> TEXT \'{"id":"6","type":"upload_chunk_r..."totalWritten":460803}}\' [162 bytes]'),
+        ("t1", '< TEXT \'{"type":"upload_chunk_response","payload":{"bytesWritten": 460803}}\''),
+        ("t2", "an unrelated test wrote 460803 bytes"),
+    ]
+    leaks = find_leaks(lines, {code}, {code: "t1"})
+    assert [leak.split(": ", 1)[1] for leak in leaks] == [
+        "460803 in: agent shows code 460803",
+        '460803 in: > TEXT \'{"id":"1","type":"pair_confirm","payload":{"code":"460803"}}\'',
+    ]
+    # Issued outside any test (a session fixture): looked for everywhere.
+    assert len(find_leaks(lines, {code}, {})) == 3
