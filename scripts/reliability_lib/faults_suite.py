@@ -167,6 +167,7 @@ class FailingWriter(OsFileWriter):
     then ENOSPC for every later write) or `fsync` fails with ENOSPC."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.Lock()
         self.budget: int | None = None
         self.written = 0

@@ -20,6 +20,7 @@ BLOCK = 4096
 
 class RecordingWriter(OsFileWriter):
     def __init__(self) -> None:
+        super().__init__()
         self.hints: list[tuple[int, int]] = []
         self._lock = threading.Lock()
 
@@ -83,6 +84,7 @@ async def test_disk_and_hash_workers_run_below_the_event_loop(make_service: Serv
 
 class SyncCountingWriter(OsFileWriter):
     def __init__(self, can_sync_filesystem: bool = True) -> None:
+        super().__init__()
         self.fsyncs = 0
         self.filesystem_syncs = 0
         self.can_sync_filesystem = can_sync_filesystem

@@ -139,6 +139,7 @@ class FailingWriter(OsFileWriter):
     """Accepts `budget` bytes of staged data, then fails like a full (or broken) disk."""
 
     def __init__(self, budget: int, error: int = errno.ENOSPC) -> None:
+        super().__init__()
         self.budget = budget
         self.error = error
         self.written = 0
@@ -169,6 +170,7 @@ class BlockingFsync(OsFileWriter):
     """fsync blocks, once armed, until released: the install is caught in its worker thread."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.armed = False
         self.entered = threading.Event()
         self.release = threading.Event()

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import mmap
 import os
 import shutil
 import stat
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -81,15 +83,75 @@ _SYNC_FILE_RANGE = _linux_libc_function(
 )
 _SYNC_FILE_RANGE_WRITE = 2  # start write-out of dirty pages, do not wait
 
+_O_DIRECT: int = getattr(os, "O_DIRECT", 0)
+# Direct I/O wants the buffer, the offset and the length aligned to the device's logical block
+# (512 B or 4 KiB); 4 KiB suits both.
+DIRECT_ALIGNMENT = 4096
+# Smaller writes (small files, a file's last piece) go through the page cache: a direct write
+# waits for the device, which only pays off for large pieces.
+DIRECT_MIN_BYTES = 256 * 1024
+
+
+class _AlignedBuffers(threading.local):
+    """One page-aligned buffer per thread (anonymous mmap), reused for every direct write."""
+
+    buffer: mmap.mmap | None = None
+
+    def get(self, size: int) -> mmap.mmap:
+        if self.buffer is None or len(self.buffer) < size:
+            if self.buffer is not None:
+                self.buffer.close()
+            self.buffer = mmap.mmap(-1, size)
+        return self.buffer
+
 
 class OsFileWriter:
-    """The real writer: plain file descriptors, positional I/O (no shared file offset between threads)."""
+    """The real writer: plain file descriptors, positional I/O (no shared file offset between threads).
+
+    Large aligned pieces are written with `O_DIRECT` through a second descriptor of the same file,
+    straight from an aligned buffer to the disk. A game is written once and not read back during
+    the upload, so the page cache only costs: the copy into it is the largest CPU cost of a
+    chunk (docs/performance.md), and gigabytes of dirty pages would push out what the running
+    system (a game, Steam) keeps cached. Every other write, and every read, uses the ordinary
+    descriptor; the kernel keeps the two coherent. A filesystem that refuses `O_DIRECT` (EINVAL,
+    e.g. some FUSE mounts) gets page-cache writes only.
+    """
+
+    def __init__(self, direct_io: bool = True) -> None:
+        self._direct_io = direct_io and _O_DIRECT != 0
+        self._direct_handles: dict[int, int] = {}  # ordinary descriptor -> its O_DIRECT twin
+        # Twins that failed with EINVAL; closed with the file, not at once, as another thread may
+        # be writing through them.
+        self._direct_refused: set[int] = set()
+        self._buffers = _AlignedBuffers()
 
     def open(self, path: Path) -> int:
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-        return os.open(path, flags, STAGED_FILE_MODE)
+        handle = os.open(path, flags, STAGED_FILE_MODE)
+        if self._direct_io:
+            try:
+                self._direct_handles[handle] = os.open(path, (flags & ~os.O_CREAT) | _O_DIRECT)
+            except OSError:
+                pass  # no direct I/O on this filesystem: page-cache writes only
+        return handle
+
+    def writes_directly(self, handle: int) -> bool:
+        """Whether large aligned writes to this file bypass the page cache."""
+        return handle in self._direct_handles and handle not in self._direct_refused
 
     def pwrite(self, handle: int, data: BytesLike, offset: int) -> int:
+        direct = self._direct_handles.get(handle)
+        if direct is not None and handle not in self._direct_refused and offset % DIRECT_ALIGNMENT == 0 and len(data) >= DIRECT_MIN_BYTES:
+            length = len(data) - len(data) % DIRECT_ALIGNMENT
+            buffer = self._buffers.get(length)
+            buffer[:length] = memoryview(data)[:length]
+            try:
+                # A short count leaves the rest (and the unaligned tail) to write_all's next call.
+                return os.pwrite(direct, memoryview(buffer)[:length], offset)
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise
+                self._direct_refused.add(handle)  # refused after all: this file goes through the cache
         return os.pwrite(handle, data, offset)
 
     def pread(self, handle: int, length: int, offset: int) -> bytes:
@@ -119,6 +181,10 @@ class OsFileWriter:
         return True
 
     def close(self, handle: int) -> None:
+        self._direct_refused.discard(handle)
+        direct = self._direct_handles.pop(handle, None)
+        if direct is not None:
+            os.close(direct)
         os.close(handle)
 
 
