@@ -95,7 +95,7 @@ class HashCache:
                 "entries": {path: list(entry) for path, entry in self._entries.items()},
             }
             self._dirty = False
-        atomic_write_json(self.path, payload)
+        atomic_write_json(self.path, payload, compact=True)
 
 
 def _key(path: Path) -> str:

@@ -104,7 +104,7 @@ def _entry_from_json(item: object) -> ManifestEntry | None:
 
 
 def write_manifest(root: Path, manifest: InstalledManifest) -> None:
-    atomic_write_json(manifest_path(root, manifest.game_name), manifest.to_json())
+    atomic_write_json(manifest_path(root, manifest.game_name), manifest.to_json(), compact=True)
 
 
 def remove_manifest(root: Path, game_name: str) -> None:
@@ -125,7 +125,7 @@ def build_manifest(
 
 def stage_manifest(layout: StagingLayout, manifest: InstalledManifest) -> None:
     """Write the new version's manifest into its staging folder, before the swap."""
-    atomic_write_json(layout.manifest_file, manifest.to_json())
+    atomic_write_json(layout.manifest_file, manifest.to_json(), compact=True)
 
 
 def set_manifest_aside(layout: StagingLayout, game_name: str) -> None:

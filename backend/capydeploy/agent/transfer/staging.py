@@ -148,7 +148,7 @@ class SessionRecord:
 
 
 def write_session_record(layout: StagingLayout, record: SessionRecord) -> None:
-    atomic_write_json(layout.session_file, record.to_json())
+    atomic_write_json(layout.session_file, record.to_json(), compact=True)
 
 
 def read_session_record(layout: StagingLayout) -> SessionRecord | None:

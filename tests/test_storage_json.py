@@ -1,0 +1,59 @@
+"""atomic_write_json: both forms read back to the same value; the compact one is a single line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from capydeploy.storage import atomic_write_json, read_json
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=json_values, compact=st.booleans())
+def test_every_value_reads_back_unchanged(tmp_path: Path, value: Any, compact: bool) -> None:
+    # Lone surrogates included (st.text() yields them): the file stays valid UTF-8.
+    path = tmp_path / "value.json"
+    atomic_write_json(path, value, compact=compact)
+    assert read_json(path, default=object()) == value
+    path.read_bytes().decode("utf-8")
+
+
+def test_the_compact_form_has_no_indentation(tmp_path: Path) -> None:
+    manifest = {"version": 1, "files": [{"path": f"data/é-{i}.bin", "size": i} for i in range(3)]}
+    compact, indented = tmp_path / "compact.json", tmp_path / "indented.json"
+    atomic_write_json(compact, manifest, compact=True)
+    atomic_write_json(indented, manifest)
+    assert b"\n" not in compact.read_bytes() and b", " not in compact.read_bytes()
+    assert b"\n  " in indented.read_bytes()
+    assert json.loads(compact.read_text()) == json.loads(indented.read_text()) == manifest
+    assert compact.stat().st_size < indented.stat().st_size
+
+
+def test_long_lists_are_written_in_batches_that_join_up(tmp_path: Path) -> None:
+    from capydeploy import storage
+
+    batch = storage.COMPACT_JSON_BATCH
+    for count in (batch, batch + 1, 2 * batch, 3 * batch + 7):
+        value = {
+            "version": 1,
+            "files": [{"path": f"d/{i}", "size": i, "sha256": None} for i in range(count)],
+            "nested": {"list": list(range(count)), "empty": [], "text": "é\ud800"},
+        }
+        pieces = list(storage._compact_json_pieces(value))
+        # No piece holds more than a batch of entries (one C call each), and every entry is there.
+        assert max(piece.count('"path"') for piece in pieces) == min(count, batch)
+        assert sum(piece.count('"path"') for piece in pieces) == count
+        path = tmp_path / f"batched-{count}.json"
+        atomic_write_json(path, value, compact=True)
+        assert read_json(path, default=None) == value
+        assert path.read_text() == json.dumps(value, separators=(",", ":"))
