@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -14,6 +15,49 @@ def test_tuning_applies_once_and_is_idempotent() -> None:
     first = keep_freed_memory()
     assert first is True
     assert keep_freed_memory() is True
+
+
+_COUNT_ARENAS = """
+import ctypes, os, sys, tempfile, threading
+import capydeploy.memory as m
+if sys.argv[1] == "tuned":
+    assert m.keep_freed_memory()
+alive = threading.Barrier(9)
+def work():
+    kept = [bytearray(200_000) for _ in range(4)]  # > 512 bytes: from malloc, not pymalloc
+    alive.wait()  # every thread holds its memory at once
+    alive.wait()
+threads = [threading.Thread(target=work) for _ in range(8)]
+for thread in threads:
+    thread.start()
+alive.wait()
+libc = ctypes.CDLL("libc.so.6")
+libc.fopen.restype = ctypes.c_void_p
+path = os.path.join(tempfile.mkdtemp(), "malloc.xml")
+stream = ctypes.c_void_p(libc.fopen(path.encode(), b"w"))
+libc.malloc_info(0, stream)
+libc.fclose(stream)
+alive.wait()
+for thread in threads:
+    thread.join()
+print(open(path).read().count("<heap nr="))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc tuning only")
+def test_worker_threads_share_two_arenas() -> None:
+    import subprocess
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
+
+    def arenas(mode: str) -> int:
+        run = subprocess.run(
+            [sys.executable, "-c", _COUNT_ARENAS, mode], capture_output=True, text=True, check=True, env=env
+        )
+        return int(run.stdout)
+
+    assert arenas("default") > 2  # glibc's own choice: a heap per thread, here
+    assert arenas("tuned") <= 2
 
 
 def test_startup_objects_are_frozen_once_by_a_fresh_process() -> None:
