@@ -1,9 +1,12 @@
-"""The Hub hashes files while it sends them (extension `complete_sha256`), end to end on real sockets.
+"""Whole-file hashes on a first deploy, end to end on real sockets: the Agent reports them
+(extension `result_sha256`), or the Hub hashes files while it sends them (`complete_sha256`).
 
-What must hold: the first deploy starts sending at once (init_upload carries only cached hashes),
-every file's hash reaches the Agent with complete_upload and the Hub's cache afterwards, the next
-deploy of the same folder sends nothing, an Agent without the extension still gets every hash in
-init_upload, and data staged from an older version of a file is caught and sent again.
+What must hold: the first deploy starts sending at once (init_upload carries only cached hashes);
+with `result_sha256` the Hub hashes nothing the Agent can vouch for, and keeps the hashes the
+Agent reports; with `complete_sha256` only, every file's hash reaches the Agent with
+complete_upload; either way the Hub's cache has them afterwards and the next deploy of the same
+folder sends nothing. An Agent without the extensions still gets every hash in init_upload, and
+data staged from an older version of a file is caught and sent again.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import pytest
 
 from capydeploy.agent.server import Agent
 from capydeploy.hub.client import HubClient
-from capydeploy.hub.deploy import Deployment, prepare
+from capydeploy.hub.deploy import Deployment, DeployProgress, prepare
 from capydeploy.protocol import constants, new_message_id
 from capydeploy.protocol import messages as m
 from tests.conftest import url_of
@@ -35,7 +38,10 @@ class Recorder:
     def __init__(self, client: HubClient, monkeypatch: pytest.MonkeyPatch) -> None:
         self.inits: list[m.InitUpload] = []
         self.completes: list[m.CompleteUpload] = []
+        self.results: list[m.OperationResult] = []
+        self.hub_hashed: list[str] = []  # files the Hub ran a whole-file hash over while sending
         real_init, real_complete = client.init_upload, client.complete_upload
+        real_running_hash = Deployment._running_hash
 
         async def init_upload(request: m.InitUpload) -> m.UploadInitResponse:
             self.inits.append(request)
@@ -43,10 +49,31 @@ class Recorder:
 
         async def complete_upload(request: m.CompleteUpload, timeout: float | None = None) -> m.OperationResult:
             self.completes.append(request)
-            return await real_complete(request, timeout=timeout)
+            result = await real_complete(request, timeout=timeout)
+            self.results.append(result)
+            return result
+
+        def running_hash(deployment: Deployment, file: Any) -> Any:
+            hasher = real_running_hash(deployment, file)
+            if hasher is not None:
+                self.hub_hashed.append(file.relative_path)
+            return hasher
 
         monkeypatch.setattr(client, "init_upload", init_upload)
         monkeypatch.setattr(client, "complete_upload", complete_upload)
+        monkeypatch.setattr(Deployment, "_running_hash", running_hash)
+
+
+async def reconnected_without(
+    capabilities: set[str], agent: Agent, paired_hub: HubClient, hub_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> HubClient:
+    """A Hub connected to the same Agent, now announcing fewer capabilities (an older Agent)."""
+    monkeypatch.setattr(constants, "CAPABILITIES", tuple(c for c in constants.CAPABILITIES if c not in capabilities))
+    await paired_hub.close()
+    client = HubClient(url_of(agent), config_dir=hub_config)
+    await client.connect()
+    assert client.status is not None and not capabilities & set(client.status.capabilities or [])
+    return client
 
 
 def cached_hashes(hub_config: Path) -> dict[str, Any]:
@@ -56,38 +83,88 @@ def cached_hashes(hub_config: Path) -> dict[str, Any]:
     return {Path(path).name: entry[2] for path, entry in raw["entries"].items()}
 
 
-async def test_first_deploy_sends_hashes_with_complete_and_caches_them(
+async def test_the_agent_reports_the_hashes_so_the_hub_computes_none(
     agent: Agent, paired_hub: HubClient, tmp_path: Path, hub_config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     files = {"big.bin": os.urandom(3 * MiB + 5), "small.txt": b"hello", "empty": b""}
-    game = make_game(tmp_path / "Hashless", files)
+    hashes = {path: sha(data) for path, data in files.items()}
+    game = make_game(tmp_path / "Reported", files)
     recorder = Recorder(paired_hub, monkeypatch)
-    assert paired_hub.status is not None and "complete_sha256" in (paired_hub.status.capabilities or [])
+    assert paired_hub.status is not None and "result_sha256" in (paired_hub.status.capabilities or [])
 
-    first = await paired_hub.deploy(game, options("Hashless"))
-    assert tree(agent.install_dir / "Hashless") == files
+    first = await paired_hub.deploy(game, options("Reported"))
+    assert tree(agent.install_dir / "Reported") == files
     assert [f.sha256 for f in recorder.inits[0].files] == [None, None, None]
-    assert recorder.completes[-1].sha256 == {path: sha(data) for path, data in files.items()}
-    assert first.bytes_sent == sum(len(data) for data in files.values())
-    assert cached_hashes(hub_config) == {path: sha(data) for path, data in files.items()}
-
-    again = await paired_hub.deploy(game, options("Hashless"))
-    assert {f.relative_path: f.sha256 for f in recorder.inits[-1].files} == {p: sha(d) for p, d in files.items()}
     assert recorder.completes[-1].sha256 is None
+    assert recorder.results[-1].sha256 == hashes
+    assert recorder.hub_hashed == []
+    assert first.bytes_sent == sum(len(data) for data in files.values())
+    assert cached_hashes(hub_config) == hashes
+
+    again = await paired_hub.deploy(game, options("Reported"))
+    assert {f.relative_path: f.sha256 for f in recorder.inits[-1].files} == hashes
+    assert recorder.results[-1].sha256 is None  # the Hub gave every hash: nothing to report
     assert again.bytes_sent == 0
     assert again.bytes_skipped == first.bytes_sent
 
 
-async def test_an_agent_without_the_extension_gets_every_hash_in_init_upload(
+async def test_after_a_cut_the_hub_still_relies_on_the_agents_hashes(
     agent: Agent, paired_hub: HubClient, tmp_path: Path, hub_config: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    older = tuple(c for c in constants.CAPABILITIES if c != "complete_sha256")
-    monkeypatch.setattr(constants, "CAPABILITIES", older)
-    await paired_hub.close()
-    client = HubClient(url_of(agent), config_dir=hub_config)
-    await client.connect()
+    # The bytes the Agent holds after the cut were all sent by this deployment, checksum by
+    # checksum: the Agent's hash of them is still this file's.
+    files = {"big.bin": os.urandom(24 * MiB), "small.bin": os.urandom(1000)}
+    game = make_game(tmp_path / "CutReported", files)
+    recorder = Recorder(paired_hub, monkeypatch)
+    cut = False
+
+    def on_progress(progress: DeployProgress) -> None:
+        nonlocal cut
+        if not cut and progress.phase == "uploading" and progress.done_bytes > 0:
+            cut = True
+            assert agent.session is not None
+            agent.session.websocket.transport.abort()
+
+    result = await paired_hub.deploy(game, options("CutReported"), progress=on_progress)
+    assert cut and result.resumes >= 1
+    assert len(recorder.inits) >= 2 and recorder.inits[0] == recorder.inits[-1]  # the same list, resumed
+    assert recorder.hub_hashed == []
+    assert tree(agent.install_dir / "CutReported") == files
+    assert cached_hashes(hub_config) == {path: sha(data) for path, data in files.items()}
+
+
+async def test_first_deploy_sends_hashes_with_complete_and_caches_them(
+    agent: Agent, paired_hub: HubClient, tmp_path: Path, hub_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await reconnected_without({"result_sha256"}, agent, paired_hub, hub_config, monkeypatch)
     try:
-        assert client.status is not None and "complete_sha256" not in (client.status.capabilities or [])
+        files = {"big.bin": os.urandom(3 * MiB + 5), "small.txt": b"hello", "empty": b""}
+        game = make_game(tmp_path / "Hashless", files)
+        recorder = Recorder(client, monkeypatch)
+        assert client.status is not None and "complete_sha256" in (client.status.capabilities or [])
+
+        first = await client.deploy(game, options("Hashless"))
+        assert tree(agent.install_dir / "Hashless") == files
+        assert [f.sha256 for f in recorder.inits[0].files] == [None, None, None]
+        assert recorder.completes[-1].sha256 == {path: sha(data) for path, data in files.items()}
+        assert sorted(recorder.hub_hashed) == ["big.bin", "small.txt"]  # "empty" is held whole at once
+        assert first.bytes_sent == sum(len(data) for data in files.values())
+        assert cached_hashes(hub_config) == {path: sha(data) for path, data in files.items()}
+
+        again = await client.deploy(game, options("Hashless"))
+        assert {f.relative_path: f.sha256 for f in recorder.inits[-1].files} == {p: sha(d) for p, d in files.items()}
+        assert recorder.completes[-1].sha256 is None
+        assert again.bytes_sent == 0
+        assert again.bytes_skipped == first.bytes_sent
+    finally:
+        await client.close()
+
+
+async def test_an_agent_without_the_extensions_gets_every_hash_in_init_upload(
+    agent: Agent, paired_hub: HubClient, tmp_path: Path, hub_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await reconnected_without({"complete_sha256", "result_sha256"}, agent, paired_hub, hub_config, monkeypatch)
+    try:
         files = {"a.bin": os.urandom(MiB + 1), "b.txt": b"b"}
         game = make_game(tmp_path / "OldAgent", files)
         recorder = Recorder(client, monkeypatch)

@@ -369,8 +369,10 @@ def _parse_text(text: str) -> tuple[Envelope, tuple[MessageType, BaseModel]]:
 
 
 def _is_large(payload: BaseModel | None) -> bool:
-    resume = getattr(payload, "resume_from", None)
-    return isinstance(resume, dict) and len(resume) > ENCODE_OFF_LOOP_FROM_ENTRIES
+    """A payload with a per-file map of a big game (resumeFrom, sha256): encoded off the loop."""
+    if payload is None:
+        return False
+    return any(isinstance(value, dict) and len(value) > ENCODE_OFF_LOOP_FROM_ENTRIES for value in vars(payload).values())
 
 
 def source_of(address: str) -> str:

@@ -84,7 +84,7 @@ async def complete_upload(session: HubSession, request: m.CompleteUpload) -> m.O
         if game_name and error.code != ErrorCode.BAD_REQUEST:
             await _event(session, m.OperationStatus.ERROR, game_name, 0, f"Install failed: {error.message}")
         raise
-    result = m.OperationResult(success=True, path=str(installed.path))
+    result = m.OperationResult(success=True, path=str(installed.path), sha256=installed.found_sha256 or None)
     if request.create_shortcut:
         try:
             result.app_id = await _create_shortcut_for(session, request, installed)

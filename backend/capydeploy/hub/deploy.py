@@ -31,6 +31,9 @@ MAX_RESUMES = 20
 INSTALL_RATE = 100 * 1024 * 1024  # bytes/s assumed for complete_upload's timeout
 # The Agent capability (extension) that lets complete_upload carry the whole-file hashes.
 HASH_ON_COMPLETE = "complete_sha256"
+# The Agent capability (extension) by which complete_upload's reply carries the hashes the Agent
+# found for files the Hub gave none for.
+HASH_FROM_AGENT = "result_sha256"
 ETA_AFTER_BYTES = 1024 * 1024  # time left is shown once this much was acknowledged
 
 
@@ -91,9 +94,15 @@ class Deployment:
     """One deployment of a scanned folder to one agent.
 
     Files the hash cache knows go into init_upload with their `sha256` (that is what makes
-    unchanged files free). The others: if the Agent has the `complete_sha256` capability, they are
-    hashed from the very reads that send them and their hashes go with complete_upload, so no
-    separate hashing pass delays the upload; otherwise they are hashed before init_upload.
+    unchanged files free). The others:
+    * with an Agent that has `result_sha256`, a file whose every staged byte this deployment
+      sent is not hashed here at all: each chunk's checksum proves the Agent holds exactly the
+      bytes read, so the whole-file hash the Agent reports after the install is this file's;
+    * with `complete_sha256` (and for a file the Agent held part of before this deployment began,
+      maybe from an older version of it), it is hashed from the very reads that send it and the
+      hash goes with complete_upload, which the Agent checks, so no separate hashing pass delays
+      the upload;
+    * otherwise it is hashed before init_upload.
     The whole-file hash is fed by the same worker-thread read that computes each chunk's checksum,
     from the same buffer, so both always describe the same bytes.
     """
@@ -115,6 +124,10 @@ class Deployment:
         self.cache = cache
         self._request: m.InitUpload | None = None
         self._computed: dict[str, str] = {}  # hashes found while sending, for complete_upload
+        # Files whose staged bytes all come from this deployment (nothing held when it began):
+        # their hashes come from the Agent, when it reports them (`result_sha256`).
+        self._sent_whole: set[str] | None = None
+        self._reported: dict[str, str] = {}  # hashes the Agent reported, for the cache
         self._progress = progress
         self.total = sum(file.size for file in files)
         self.sent = 0
@@ -172,6 +185,7 @@ class Deployment:
                 await self._send_pass(reply)
                 self._report("installing", force=True)
                 result = await self.client.complete_upload(self._complete_request(), timeout=self._complete_timeout())
+                self._take_reported(result.sha256 or {})
                 break
             except AgentError as error:
                 # Data held from an earlier attempt was not this file's (it changed in between, same
@@ -216,13 +230,26 @@ class Deployment:
             sha256=dict(self._computed) or None,
         )
 
+    def _agent_reports_hashes(self) -> bool:
+        status = self.client.status
+        return status is not None and HASH_FROM_AGENT in (status.capabilities or [])
+
+    def _take_reported(self, reported: dict[str, str]) -> None:
+        """Keep the Agent's hashes of the files this deployment sent whole and did not hash."""
+        for relative_path in self._sent_whole or set():
+            digest = reported.get(relative_path)
+            if digest is not None and self._hash_unknown_path(relative_path):
+                self._reported[relative_path] = digest.lower()
+
     async def _remember_hashes(self) -> None:
-        """Hashes found while sending go to the cache only now: a hub that restarts a failed deploy
-        must send the same init_upload (without them) for the Agent to resume it."""
-        if self.cache is None or not self._computed:
+        """Hashes found while sending (or reported by the Agent) go to the cache only now: a hub
+        that restarts a failed deploy must send the same init_upload (without them) for the
+        Agent to resume it."""
+        learnt = {**self._reported, **self._computed}
+        if self.cache is None or not learnt:
             return
         by_path = {file.relative_path: file for file in self.files}
-        for relative_path, digest in self._computed.items():
+        for relative_path, digest in learnt.items():
             self.cache.store(by_path[relative_path], digest)
         try:
             await asyncio.to_thread(self.cache.save)
@@ -253,6 +280,10 @@ class Deployment:
         chunk_size = reply.chunk_size
         plan: list[tuple[LocalFile, int]] = []
         self.skipped = 0
+        if self._sent_whole is None:  # the first pass: what the Agent holds now is not ours
+            self._sent_whole = set()
+            if self._agent_reports_hashes():
+                self._sent_whole = {f.relative_path for f in self.files if held.get(f.relative_path, 0) == 0}
         for file in self.files:
             held_bytes = min(held.get(file.relative_path, 0), file.size)
             # resumeFrom is a verified prefix; resume at the chunk boundary at or before it.
@@ -282,8 +313,12 @@ class Deployment:
 
         for file in self.files:
             if self._hash_unknown(file) and held.get(file.relative_path, 0) >= file.size:
-                # Held already, yet its hash is still needed.
-                self._computed[file.relative_path] = await asyncio.to_thread(sha256_of_file, file)
+                if file.relative_path in self._sent_whole:
+                    # Sent whole by an earlier pass; the Agent reports its hash.
+                    _check_unchanged(file, await asyncio.to_thread(os.stat, file.path))
+                else:
+                    # Held already (maybe an older version of it), yet its hash is still needed.
+                    self._computed[file.relative_path] = await asyncio.to_thread(sha256_of_file, file)
         for file, start in plan:
             self._current = file.relative_path
             running = self._running_hash(file)
@@ -304,8 +339,11 @@ class Deployment:
                         ack.add_done_callback(functools.partial(settle, file, offset, len(data)))
                 finally:
                     await reader.close()
-                if running is not None and not lost:
+                if self._hash_unknown(file) and not lost:
+                    # Whoever hashes it (here or the Agent), the hash is kept only for the file
+                    # that was scanned.
                     _check_unchanged(file, os.fstat(handle.fileno()))
+                if running is not None and not lost:
                     self._computed[file.relative_path] = running.hexdigest()
             if lost:
                 break
@@ -318,11 +356,17 @@ class Deployment:
 
     def _hash_unknown(self, file: LocalFile) -> bool:
         """init_upload did not carry this file's hash and this deployment has not found it yet."""
-        return file.relative_path not in self.hashes and file.relative_path not in self._computed
+        return self._hash_unknown_path(file.relative_path)
+
+    def _hash_unknown_path(self, relative_path: str) -> bool:
+        return relative_path not in self.hashes and relative_path not in self._computed
 
     def _running_hash(self, file: LocalFile) -> hashlib._Hash | None:
-        """A fresh whole-file hash for a file whose hash is still unknown, else None."""
-        return hashlib.sha256() if self._hash_unknown(file) else None
+        """A fresh whole-file hash for a file whose hash is still unknown and that the Agent will
+        not report, else None."""
+        if not self._hash_unknown(file) or file.relative_path in (self._sent_whole or set()):
+            return None
+        return hashlib.sha256()
 
     async def _send(
         self, file: LocalFile, offset: int, data: bytes, checksum: str, window: asyncio.Semaphore

@@ -64,4 +64,7 @@ CAPABILITIES: Final = (
     # Extension (docs/protocol.md): `complete_upload` may carry whole-file `sha256` values the Hub
     # computed while sending, for files its `init_upload` listed without one.
     "complete_sha256",
+    # Extension: `complete_upload`'s `operation_result` carries the whole-file `sha256` the Agent
+    # found for each file whose hash the Hub never gave, so the Hub need not hash what it sends.
+    "result_sha256",
 )

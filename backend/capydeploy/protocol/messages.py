@@ -213,6 +213,9 @@ class OperationResult(WireModel):
     path: Text | None = None
     shortcut_error: Text | None = None
     message: Text | None = None
+    # Extension `result_sha256` (complete_upload only): the whole-file hashes the Agent computed
+    # for files whose hash neither init_upload nor complete_upload gave.
+    sha256: dict[RelativePath, Sha256Hex] | None = Field(default=None, max_length=MAX_FILES)
 
 
 class SteamResponse(WireModel):

@@ -199,3 +199,15 @@ async def test_an_installed_file_reached_through_a_symlinked_folder_is_never_car
     assert again.resume_from.get("data/level.pak", 0) == 0  # sent again, not linked from outside
     assert again.resume_from["game.bin"] == len(FILES["game.bin"])  # the rest is still carried
     assert (outside / "level.pak").read_bytes() == FILES["data/level.pak"]
+
+
+async def test_the_hashes_the_hub_never_gave_are_reported(make_service: ServiceFactory) -> None:
+    # Extension `result_sha256`: init_upload gives one hash, complete_upload another; the Agent
+    # reports exactly the file nobody gave a hash for, as the manifest records it.
+    service = make_service()
+    request = make_request("Game", FILES, with_sha=False)
+    request.files[0].sha256 = sha(FILES["game.bin"])
+    reply = await service.init_upload(HUB, request)
+    await send(service, all_frames(reply.upload_id, FILES))
+    installed = await service.complete_upload(HUB, reply.upload_id, {"empty": sha(b"")})
+    assert installed.found_sha256 == {"data/level.pak": sha(FILES["data/level.pak"])}

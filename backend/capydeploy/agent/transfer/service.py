@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -109,6 +109,8 @@ class InstalledGame:
     executable: Path | None
     file_count: int
     total_bytes: int
+    # Whole-file hashes of the files the Hub gave none for: it may keep them (`result_sha256`).
+    found_sha256: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,8 +364,8 @@ class TransferService:
                 if missing:
                     raise ProtocolError(ErrorCode.BAD_REQUEST, _describe_missing(missing))
                 expected = await self._run(session, _expected_digests, session, sha256 or {})
-                await self._verify_digests(session, expected)
-                installed = await self._install_to_the_end(session)
+                found = await self._verify_digests(session, expected)
+                installed = replace(await self._install_to_the_end(session), found_sha256=found)
             except BaseException:
                 if session.state is SessionState.COMPLETING:
                     session.state = SessionState.ACTIVE
@@ -793,9 +795,10 @@ class TransferService:
             session.reset_file(staged)
         await self._run(session, _forget_files, session, changed)
 
-    async def _verify_digests(self, session: UploadSession, expected: Mapping[str, str]) -> None:
+    async def _verify_digests(self, session: UploadSession, expected: Mapping[str, str]) -> dict[str, str]:
         """Finish each whole-file hash (reading only what was not hashed in order) and compare it
-        with the hash the Hub gave, where it gave one; every file's hash goes to the manifest."""
+        with the hash the Hub gave, where it gave one; every file's hash goes to the manifest.
+        Returns the hashes of the files the Hub gave none for."""
         for staged in session.files:
             if staged.sealed:
                 staged.verified_sha256 = staged.sha256  # carried: its hash matched the manifest's
@@ -805,14 +808,17 @@ class TransferService:
         except OSError as exc:
             raise _os_error("could not read back the staged files", exc) from None
         bad: list[StagedFile] = []
+        found: dict[str, str] = {}
         for staged, digest in zip(todo, digests, strict=True):
             claimed = expected.get(staged.relative_path)
-            if claimed is not None and claimed != digest:
+            if claimed is None:
+                found[staged.relative_path] = digest
+            elif claimed != digest:
                 bad.append(staged)
-            else:
-                staged.verified_sha256 = digest
+                continue
+            staged.verified_sha256 = digest
         if not bad:
-            return
+            return found
         for staged in bad:
             session.reset_file(staged)
         await self._run(session, _forget_files, session, bad)
