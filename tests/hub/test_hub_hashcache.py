@@ -106,3 +106,20 @@ async def test_entries_of_files_gone_from_the_folder_are_dropped(game: Path, tmp
     assert sorted(Path(path).name for path in stored) == ["empty", "game.exe", "keep.bin"]
     assert set(known) == {"empty", "game.exe"}  # the renamed file is hashed again when sent
     assert {f.relative_path for f in files} == {"empty", "game.exe", "data/renamed.pak"}
+
+
+async def test_entries_that_are_not_lowercase_sha256_hex_are_not_trusted(game: Path, tmp_path: Path) -> None:
+    # init_upload is built from cached hashes without validating each one again: the cache must
+    # only ever give well-formed ones.
+    path = tmp_path / "cache.json"
+    files = scan_folder(game)
+    cache = HashCache(path)
+    await hash_files(files, cache)
+    raw = json.loads(path.read_text())
+    keys = sorted(raw["entries"])
+    raw["entries"][keys[0]][2] = "z" * 64
+    raw["entries"][keys[1]][2] = raw["entries"][keys[1]][2].upper()
+    path.write_text(json.dumps(raw))
+    reloaded = HashCache(path)
+    assert len(reloaded) == len(keys) - 2
+    assert await hash_files(files, reloaded) == expected_hashes(game)

@@ -148,8 +148,13 @@ class Deployment:
                 executable=self.options.executable,
             ),
             total_size=self.total,
+            # Built without re-validating each entry (70 us a file; over a second for 20 000):
+            # the scan checked every path with the protocol's rules, sizes come from stat, and
+            # hashes from our own hashing or the cache, which keeps only well-formed ones.
             files=[
-                m.UploadFile(relative_path=file.relative_path, size=file.size, sha256=self.hashes.get(file.relative_path))
+                m.UploadFile.model_construct(
+                    relative_path=file.relative_path, size=file.size, sha256=self.hashes.get(file.relative_path)
+                )
                 for file in self.files
             ],
         )

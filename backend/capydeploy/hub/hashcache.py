@@ -102,6 +102,10 @@ def _key(path: Path) -> str:
     return os.path.abspath(path)
 
 
+def _is_sha256_hex(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
 def _load(path: Path) -> dict[str, tuple[int, int, str]]:
     raw: Any = read_json(path, None)
     if (
@@ -119,7 +123,7 @@ def _load(path: Path) -> dict[str, tuple[int, int, str]]:
             and isinstance(value[0], int)
             and isinstance(value[1], int)
             and isinstance(value[2], str)
-            and len(value[2]) == 64
+            and _is_sha256_hex(value[2])
         ):
             entries[key] = (value[0], value[1], value[2])
     return entries
