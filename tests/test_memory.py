@@ -75,3 +75,33 @@ def test_startup_objects_are_frozen_once_by_a_fresh_process() -> None:
     first, second = int(out[0]), int(out[1])
     assert first > 1000  # the modules' objects, at least
     assert second == first  # a second call freezes nothing new (objects made later stay collectable)
+
+
+def test_full_collections_wait_until_asked_for() -> None:
+    import gc
+    import weakref
+
+    from capydeploy import memory
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self  # a cycle: only the cyclic GC can free it
+
+    usual = gc.get_threshold()
+    memory.defer_full_collections()
+    try:
+        assert gc.get_threshold()[:2] == usual[:2]  # young generations as usual
+        node = Node()
+        gone = weakref.ref(node)
+        gc.collect(1)  # survives two young collections: now in the oldest generation
+        del node
+        for _ in range(50):
+            [Node() for _ in range(1000)]  # plenty of young collections
+        assert gone() is not None, "a full collection ran by itself"
+        assert memory.full_collection_due()
+        memory.collect_full()
+        assert gone() is None
+        assert not memory.full_collection_due()
+    finally:
+        memory.resume_full_collections()
+    assert gc.get_threshold() == usual

@@ -69,3 +69,48 @@ def freeze_startup_objects() -> None:
     gc.collect()
     gc.freeze()
     _frozen = True
+
+
+# A generation-2 threshold no count reaches: full collections run only when asked for.
+_NEVER = 1 << 30
+_deferring = 0  # how many running Agents asked (tests run several in one process)
+_usual_oldest_threshold = 0
+
+
+def defer_full_collections() -> None:
+    """Let the cyclic GC run its young generations as usual, but full collections only when
+    `collect_full` is called (the Agent does so once its transfers have been idle a while).
+
+    A full collection scans every tracked object, and holds the GIL, so the event loop, all
+    along: with a game of 20 000 files in flight (its staged-file records, the manifest) that
+    was 60-115 ms at a time, several times per deploy, the worst stalls of the Agent's loop
+    (docs/performance.md). Young collections still free the short-lived cycles; what reaches
+    the oldest generation lives through a deploy anyway.
+    """
+    global _deferring, _usual_oldest_threshold  # noqa: PLW0603 - process-wide, counted
+    young, middle, oldest = gc.get_threshold()
+    if _deferring == 0:
+        _usual_oldest_threshold = oldest
+    _deferring += 1
+    gc.set_threshold(young, middle, _NEVER)
+
+
+def resume_full_collections() -> None:
+    """Undo one `defer_full_collections` (an Agent that stops); the last one restores the usual."""
+    global _deferring  # noqa: PLW0603
+    if _deferring == 0:
+        return
+    _deferring -= 1
+    if _deferring == 0:
+        young, middle, _ = gc.get_threshold()
+        gc.set_threshold(young, middle, _usual_oldest_threshold)
+
+
+def full_collection_due() -> bool:
+    """Whether objects reached the oldest generation since the last full collection."""
+    return gc.get_count()[2] > 0
+
+
+def collect_full() -> int:
+    """A full collection now; the number of unreachable objects found."""
+    return gc.collect()

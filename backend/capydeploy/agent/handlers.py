@@ -84,7 +84,12 @@ async def complete_upload(session: HubSession, request: m.CompleteUpload) -> m.O
         if game_name and error.code != ErrorCode.BAD_REQUEST:
             await _event(session, m.OperationStatus.ERROR, game_name, 0, f"Install failed: {error.message}")
         raise
-    result = m.OperationResult(success=True, path=str(installed.path), sha256=installed.found_sha256 or None)
+    # Built without validation: the path is ours, and found_sha256 holds the staged files' paths
+    # (checked by init_upload) with digests we computed. Validating 20 000 of them took ~100 ms
+    # on the event loop.
+    result = m.OperationResult.model_construct(
+        success=True, path=str(installed.path), sha256=installed.found_sha256 or None
+    )
     if request.create_shortcut:
         try:
             result.app_id = await _create_shortcut_for(session, request, installed)

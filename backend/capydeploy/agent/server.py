@@ -16,7 +16,14 @@ from urllib.parse import urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from ..memory import freeze_startup_objects, keep_freed_memory
+from ..memory import (
+    collect_full,
+    defer_full_collections,
+    freeze_startup_objects,
+    full_collection_due,
+    keep_freed_memory,
+    resume_full_collections,
+)
 from ..protocol import CloseCode, MessageType, constants
 from ..protocol import messages as m
 from .config import AgentConfig
@@ -42,6 +49,9 @@ log = logging.getLogger(__name__)
 
 EventListener = Callable[[str, dict[str, Any]], None]
 RECENT_INSTALLS = 10
+# Full garbage collections wait until no transfer work has run for this long (see memory.py).
+GC_AFTER_IDLE_SECONDS = 3.0
+GC_CHECK_INTERVAL = 1.0
 
 
 class Agent:
@@ -69,6 +79,7 @@ class Agent:
         self._event_listeners: list[EventListener] = []
         self._upload_rate = _RateMeter()
         self._maintenance: asyncio.Task[None] | None = None
+        self._collector: asyncio.Task[None] | None = None
         self._mdns: MdnsAdvertiser | None = None
         self._mdns_start: asyncio.Task[None] | None = None
 
@@ -112,6 +123,8 @@ class Agent:
         if sockets:
             self.port = sockets[0].getsockname()[1]
         self._maintenance = asyncio.create_task(self._maintain())
+        defer_full_collections()  # no full GC pause while a transfer runs: see _collect_when_idle
+        self._collector = asyncio.create_task(self._collect_when_idle())
         if config.mdns:
             self._mdns = MdnsAdvertiser(
                 self.settings.agent_id,
@@ -128,11 +141,14 @@ class Agent:
         self.state_changed()
 
     async def stop(self) -> None:
-        if self._maintenance is not None:
-            self._maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._maintenance
-            self._maintenance = None
+        for task in (self._maintenance, self._collector):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._collector is not None:
+            resume_full_collections()
+        self._maintenance = self._collector = None
         server, self._server = self._server, None
         mdns, self._mdns = self._mdns, None
         if server is not None:
@@ -161,6 +177,14 @@ class Agent:
             except Exception:
                 log.exception("expiring staged uploads failed")
             await asyncio.sleep(3600)
+
+    async def _collect_when_idle(self) -> None:
+        """The full garbage collections `defer_full_collections` holds back, run once transfers
+        have been idle for a while: a pause then stalls no upload."""
+        while True:
+            await asyncio.sleep(GC_CHECK_INTERVAL)
+            if full_collection_due() and self.transfer.idle_seconds() >= GC_AFTER_IDLE_SECONDS:
+                collect_full()
 
     # --- the websockets shell -----------------------------------------------------------------
 

@@ -193,6 +193,10 @@ class TransferService:
         # dropped connection, a timeout) never interrupts one.
         self._completing: dict[tuple[str, str], asyncio.Task[InstalledGame]] = {}
         self._closed = False
+        # Worker jobs running, and when the last one ended (see idle_seconds); touched by workers.
+        self._jobs_lock = threading.Lock()
+        self._jobs_running = 0
+        self._last_job_end = time.monotonic()
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -888,13 +892,15 @@ class TransferService:
             log.warning("could not remove staging folder %s: %s", layout.folder, exc)
             self._leftovers.add(layout)
         executable = session.record.executable
-        return InstalledGame(
+        installed = InstalledGame(
             game_name=session.game_name,
             path=target,
             executable=target / executable if executable is not None else None,
             file_count=len(session.files),
             total_bytes=session.total_bytes,
         )
+        session.release_files()  # here, not on the loop when the session is dropped
+        return installed
 
     # --- bookkeeping ----------------------------------------------------------------------------
 
@@ -938,9 +944,25 @@ class TransferService:
     ) -> Future[T]:
         self._check_open()
         future = (pool or self._pool).submit(fn, *args)
+        with self._jobs_lock:
+            self._jobs_running += 1
+        future.add_done_callback(self._job_done)
         if session is not None:
             session.jobs.track(future)
         return future
+
+    def _job_done(self, _: Future[Any]) -> None:
+        with self._jobs_lock:
+            self._jobs_running -= 1
+            self._last_job_end = time.monotonic()
+
+    def idle_seconds(self) -> float:
+        """Seconds since the last worker job ended, 0 while one runs. Every step of an upload
+        that takes time (writing, hashing, carrying, installing) is a worker job."""
+        with self._jobs_lock:
+            if self._jobs_running:
+                return 0.0
+            return time.monotonic() - self._last_job_end
 
     async def _run(self, session: UploadSession | None, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.wrap_future(self._submit(session, fn, *args))

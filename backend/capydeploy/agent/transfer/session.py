@@ -20,6 +20,8 @@ from .staging import SessionRecord, StagingLayout
 
 Signature = tuple[str, str, str, tuple[tuple[str, int], ...]]
 
+RELEASE_BATCH = 500  # per-file records freed at a time (see UploadSession.release_files)
+
 
 def upload_signature(hub_id: str, game_name: str, root: Path, files: list[UploadFile]) -> Signature:
     """What must be equal for an init_upload to resume a staged upload (D6): hub, game, root, and
@@ -220,6 +222,18 @@ class UploadSession:
             gaps = staged.ranges.missing(staged.size)
             report.append(MissingFile(staged.relative_path, sum(e - s for s, e in gaps), staged.size, gaps))
         return report
+
+    def release_files(self) -> None:
+        """Free the per-file records of an installed upload, a batch at a time (in a worker).
+
+        Freeing a game of 20 000 files' records in one go is one long chain of deallocations
+        that holds the GIL, so the event loop, for about 100 ms; between batches other threads
+        get their turn.
+        """
+        self.by_path = {}
+        for records in (self.files, self.record.files):
+            while records:
+                del records[-RELEASE_BATCH:]
 
     # --- calls in progress --------------------------------------------------------------------
 

@@ -1,0 +1,75 @@
+"""Full garbage collections wait until the Agent's transfers are idle (memory.defer_full_collections).
+
+A full collection of a process holding a game of many files stalls the shared event loop for
+up to 100 ms; the Agent runs them only once no worker job has run for a while.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+import weakref
+
+import pytest
+
+from capydeploy.agent import server as server_module
+from capydeploy.agent.server import Agent
+
+
+class Node:
+    def __init__(self) -> None:
+        self.me = self  # a cycle: only the cyclic GC frees it
+
+
+def garbage_in_the_oldest_generation() -> weakref.ref[Node]:
+    node = Node()
+    gone = weakref.ref(node)
+    gc.collect(1)  # it survives the young generations
+    return gone
+
+
+async def wait_for(condition: object, seconds: float) -> bool:
+    for _ in range(int(seconds / 0.02)):
+        if condition():  # type: ignore[operator]
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_idle_seconds_count_from_the_last_worker_job(agent: Agent) -> None:
+    transfer = agent.transfer
+    release = threading.Event()
+    job = transfer._submit(None, release.wait, 10)
+    assert transfer.idle_seconds() == 0.0
+    await asyncio.sleep(0.05)
+    assert transfer.idle_seconds() == 0.0  # still running
+    release.set()
+    await asyncio.wrap_future(job)
+    await asyncio.sleep(0.05)
+    assert transfer.idle_seconds() >= 0.05
+
+
+async def test_a_full_collection_runs_once_transfers_are_idle_and_not_before(
+    agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module, "GC_CHECK_INTERVAL", 0.02)
+    monkeypatch.setattr(server_module, "GC_AFTER_IDLE_SECONDS", 0.3)
+    release = threading.Event()
+    job = agent.transfer._submit(None, release.wait, 10)  # a transfer step in progress
+    try:
+        gone = garbage_in_the_oldest_generation()
+        for _ in range(20):
+            [Node() for _ in range(1000)]  # young collections go on meanwhile
+        await asyncio.sleep(0.6)  # several checks of the collector
+        assert gone() is not None, "a full collection ran during a transfer"
+    finally:
+        release.set()
+        await asyncio.wrap_future(job)
+    assert await wait_for(lambda: gone() is None, 5.0), "no full collection after the transfer"
+
+
+async def test_stopping_the_last_agent_restores_the_usual_threshold(agent: Agent) -> None:
+    assert gc.get_threshold()[2] > 10_000  # deferred while an Agent runs
+    await agent.stop()
+    assert gc.get_threshold()[2] < 10_000
