@@ -32,7 +32,8 @@ def _no_nul(value: str) -> str:
 def _sha256(value: str) -> str:
     if not _SHA256_HEX.match(value):
         raise ValueError("must be 64 hexadecimal characters (SHA-256)")
-    return value.lower()
+    lowered = value.lower()
+    return value if lowered == value else lowered  # one string, not two, per hash of a big list
 
 
 def account_id_of(user_id: int | str) -> int:

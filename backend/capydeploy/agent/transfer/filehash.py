@@ -53,15 +53,27 @@ class HashClaim:
 class FileHash:
     """Hash state of one staged file; touched only on the event loop, except inside worker jobs."""
 
-    __slots__ = ("_pending", "_tail", "_tail_end", "gen", "hasher", "upto")
+    __slots__ = ("_hasher", "_pending", "_tail", "_tail_end", "gen", "upto")
 
     def __init__(self) -> None:
-        self.hasher: Hasher = new_hasher()
+        # Made on first use: a game of 20 000 files, most carried unchanged, needs few (each is a
+        # few hundred bytes of OpenSSL state).
+        self._hasher: Hasher | None = None
         self.upto = 0  # bytes [0, upto) are in self.hasher
         self.gen = 0  # bumped whenever in-flight nodes must no longer count
         self._tail: Future[Hasher] | None = None
         self._tail_end = 0  # end of the last node handed out
         self._pending: dict[int, tuple[int, Hasher]] = {}  # start -> (end, state) committed early
+
+    @property
+    def hasher(self) -> Hasher:
+        if self._hasher is None:
+            self._hasher = new_hasher()
+        return self._hasher
+
+    @hasher.setter
+    def hasher(self, hasher: Hasher) -> None:
+        self._hasher = hasher
 
     @property
     def claimed_end(self) -> int:
@@ -111,7 +123,7 @@ class FileHash:
 
     def invalidate(self) -> None:
         """Bytes already hashed were rewritten: start over (completion re-reads from disk)."""
-        self.hasher = new_hasher()
+        self._hasher = None
         self.upto = 0
         self._break_chain()
 
