@@ -78,7 +78,7 @@ def vouched(games: Path) -> dict[str, str]:
             continue
         source = unchanged_installed_file(manifest, real, entry.path, entry.size, entry.sha256)
         if source is not None:
-            assert sha(source.read_bytes()) == entry.sha256, f"the manifest lies about {entry.path}"
+            assert sha(Path(source).read_bytes()) == entry.sha256, f"the manifest lies about {entry.path}"
             claims[entry.path] = entry.sha256
     return claims
 

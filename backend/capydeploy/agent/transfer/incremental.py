@@ -26,8 +26,10 @@ _NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, err
 @dataclass(frozen=True, slots=True)
 class CarryItem:
     index: int
-    source: Path
-    dest: Path
+    # Plain strings: a plan may hold 20 000 items, and a Path (with the string it caches once
+    # used) costs several times a str.
+    source: str
+    dest: str
     size: int
     sha256: str
 
@@ -54,6 +56,7 @@ def plan_carry(
         return []
     plan: list[CarryItem] = []
     real_folders: dict[str, str] = {}  # the files of a game share few folders: resolve each once
+    trees: dict[Path, str] = {}
     for staged in files:
         if staged.sha256 is None or staged.complete:
             continue
@@ -61,20 +64,24 @@ def plan_carry(
             manifest, game_dir_real, staged.relative_path, staged.size, staged.sha256, real_folders=real_folders
         )
         if source is not None:
-            plan.append(CarryItem(staged.index, source, staged.path, staged.size, staged.sha256))
+            tree = trees.get(staged.tree)
+            if tree is None:
+                tree = trees[staged.tree] = str(staged.tree)
+            dest = os.path.join(tree, staged.relative_path)  # a validated relative POSIX path
+            plan.append(CarryItem(staged.index, source, dest, staged.size, staged.sha256))
     return plan
 
 
 def carry_file(
-    item: CarryItem, writer: FileWriter, piece: int, made_folders: set[Path] | None = None
+    item: CarryItem, writer: FileWriter, piece: int, made_folders: set[str] | None = None
 ) -> CarryResult | None:
     """Link (or copy and verify) one file; None when it could not be carried (the Hub will send it).
 
     `made_folders` remembers the staging folders already created across one batch of files.
     """
-    folder = item.dest.parent
+    folder = os.path.dirname(item.dest)
     if made_folders is None or folder not in made_folders:
-        folder.mkdir(parents=True, exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
         if made_folders is not None:
             made_folders.add(folder)
     # The usual case first: nothing staged there yet, one link() does it.
@@ -91,7 +98,7 @@ def carry_file(
             return _linked(item)
     except OSError:
         pass
-    remove_path(item.dest)
+    remove_path(Path(item.dest))
     try:
         os.link(item.source, item.dest, follow_symlinks=False)
         return _linked(item)
@@ -110,7 +117,7 @@ def _linked(item: CarryItem) -> CarryResult | None:
 
 def _copy_verified(item: CarryItem, writer: FileWriter, piece: int) -> CarryResult | None:
     hasher = hashlib.sha256()
-    handle = writer.open(item.dest)
+    handle = writer.open(Path(item.dest))
     copied = 0
     try:
         writer.truncate(handle, 0)
@@ -126,10 +133,10 @@ def _copy_verified(item: CarryItem, writer: FileWriter, piece: int) -> CarryResu
                 copied += count
     except OSError:
         writer.close(handle)
-        remove_path(item.dest)
+        remove_path(Path(item.dest))
         return None
     writer.close(handle)
     if copied != item.size or hasher.hexdigest() != item.sha256:
-        remove_path(item.dest)
+        remove_path(Path(item.dest))
         return None
     return CarryResult(item.index, linked=False, hasher=hasher)

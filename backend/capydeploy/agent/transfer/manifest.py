@@ -206,7 +206,7 @@ def unchanged_installed_file(
     sha256: str,
     *,
     real_folders: dict[str, str] | None = None,
-) -> Path | None:
+) -> str | None:
     """The installed copy of `path` if the manifest vouches it holds exactly (size, sha256), else None.
 
     The manifest alone is not enough: the file must still be a regular file of that size and mtime,
@@ -233,4 +233,4 @@ def unchanged_installed_file(
             real_folders[folder] = real_folder
     if real_folder != root and not real_folder.startswith(os.path.join(root, "")):
         return None
-    return Path(candidate)
+    return candidate

@@ -621,11 +621,11 @@ class TransferService:
         rather than on the loop; the session is PREPARING, no other job touches it)."""
         assert session.journal is not None
         results: list[CarryResult | None] = []
-        made_folders: set[Path] = set()
+        made_folders: set[str] = set()
         for item in plan:
             # Whatever was staged for this file is replaced, so a restart must not count it either.
             session.journal.append_reset(item.index)
-            session.handles.forget(item.dest)
+            session.handles.forget(Path(item.dest))
             result = carry_file(item, self._writer, self.chunk_size, made_folders)
             if result is not None and not result.linked:
                 session.journal.append_chunk(ChunkRecord(item.index, 0, item.size, item.sha256))
