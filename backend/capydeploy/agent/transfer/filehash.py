@@ -63,7 +63,8 @@ class FileHash:
         self.gen = 0  # bumped whenever in-flight nodes must no longer count
         self._tail: Future[Hasher] | None = None
         self._tail_end = 0  # end of the last node handed out
-        self._pending: dict[int, tuple[int, Hasher]] = {}  # start -> (end, state) committed early
+        # start -> (end, state) committed early; made when first needed (most files never do)
+        self._pending: dict[int, tuple[int, Hasher]] | None = None
 
     @property
     def hasher(self) -> Hasher:
@@ -103,6 +104,8 @@ class FileHash:
         if claim.gen != self.gen:
             return False
         if claim.start > self.upto:
+            if self._pending is None:
+                self._pending = {}
             self._pending[claim.start] = (claim.end, hasher)
             return True
         if claim.start < self.upto:
@@ -110,7 +113,7 @@ class FileHash:
             return False
         self.hasher = hasher
         self.upto = claim.end
-        while (ready := self._pending.pop(self.upto, None)) is not None:
+        while self._pending and (ready := self._pending.pop(self.upto, None)) is not None:
             self.upto, self.hasher = ready
         if self.upto == self._tail_end:
             self._tail = None  # caught up: the next claim starts from self.hasher (frees the future)
@@ -137,7 +140,7 @@ class FileHash:
         self.gen += 1
         self._tail = None
         self._tail_end = self.upto
-        self._pending.clear()
+        self._pending = None
 
 
 def hash_bytes_after(claim: HashClaim, data: BytesLike) -> Hasher:

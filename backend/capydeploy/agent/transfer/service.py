@@ -75,6 +75,7 @@ from .staging import (
     AGENT_DIR_NAME,
     SessionRecord,
     StagingLayout,
+    file_entries,
     list_staged_ids,
     new_upload_id,
     read_activity,
@@ -579,18 +580,21 @@ class TransferService:
             hub_id=hub_id,
             game_name=request.config.game_name,
             executable=request.config.executable,
-            files=list(request.files),
+            files=[],  # filled in the worker: O(files)
             created_at=now,
         )
         try:
-            session = await self._run(None, self._create_staging, record, layout, now)
+            session = await self._run(None, self._create_staging, record, request.files, layout, now)
         except OSError as exc:
             raise _os_error(f"could not create the staging folder in {layout.root}", exc) from None
         self._known_roots.add(layout.root)
         self._sessions[session.upload_id] = session
         return session
 
-    def _create_staging(self, record: SessionRecord, layout: StagingLayout, now: float) -> UploadSession:
+    def _create_staging(
+        self, record: SessionRecord, files: list[UploadFile], layout: StagingLayout, now: float
+    ) -> UploadSession:
+        record.files = file_entries(files)
         session = UploadSession(record, layout, self._writer, now)
         layout.folder.mkdir(parents=True)
         try:

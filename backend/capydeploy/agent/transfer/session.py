@@ -4,33 +4,33 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from ...protocol.messages import UploadFile
 from .filehash import FileHash
 from .filesystem import FileWriter
 from .handles import HandleCache
 from .journal import ChunkJournal
 from .ranges import ByteRanges
-from .staging import SessionRecord, StagingLayout
+from .staging import ListedFile, SessionRecord, StagingLayout
 
 Signature = tuple[str, str, str, tuple[tuple[str, int], ...]]
 
 RELEASE_BATCH = 500  # per-file records freed at a time (see UploadSession.release_files)
 
 
-def upload_signature(hub_id: str, game_name: str, root: Path, files: list[UploadFile]) -> Signature:
+def upload_signature(hub_id: str, game_name: str, root: Path, files: Sequence[ListedFile]) -> Signature:
     """What must be equal for an init_upload to resume a staged upload (D6): hub, game, root, and
     the paths and sizes of the file list. Their `sha256` must also agree: see `hashes_fit`."""
     listed = tuple(sorted((f.relative_path, f.size) for f in files))
     return (hub_id, game_name, str(root), listed)
 
 
-def hashes_fit(staged: list[UploadFile], requested: list[UploadFile]) -> bool:
+def hashes_fit(staged: Sequence[ListedFile], requested: Sequence[ListedFile]) -> bool:
     """Whether the hashes of a resuming file list agree with the staged upload's ("sha256 where
     given", D6). A file staged without a hash may now come with one: the Hub learnt it since (say,
     from a deploy of the same folder to another device), and completion checks the staged bytes
@@ -39,7 +39,7 @@ def hashes_fit(staged: list[UploadFile], requested: list[UploadFile]) -> bool:
     return all(known.get(f.relative_path) in (None, f.sha256) for f in requested)
 
 
-def adopt_hashes(session: UploadSession, requested: list[UploadFile]) -> bool:
+def adopt_hashes(session: UploadSession, requested: Sequence[ListedFile]) -> bool:
     """Take the hashes a resuming file list adds (see `hashes_fit`); True if the record changed."""
     given = {f.relative_path: f.sha256 for f in requested if f.sha256 is not None}
     changed = False
@@ -50,7 +50,7 @@ def adopt_hashes(session: UploadSession, requested: list[UploadFile]) -> bool:
             changed = True
     if changed:
         session.record.files = [
-            entry if entry.sha256 is not None else entry.model_copy(update={"sha256": given.get(entry.relative_path)})
+            entry if entry.sha256 is not None else entry._replace(sha256=given.get(entry.relative_path))
             for entry in session.record.files
         ]
     return changed
@@ -124,7 +124,7 @@ class MissingFile:
     gaps: list[tuple[int, int]]  # half-open [start, end) ranges not held
 
 
-def staged_files(tree: Path, files: list[UploadFile]) -> list[StagedFile]:
+def staged_files(tree: Path, files: Sequence[ListedFile]) -> list[StagedFile]:
     return [
         StagedFile(
             index=index,

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from pydantic import ValidationError
 
@@ -93,6 +94,36 @@ class StagingLayout:
         return self.folder / "previous-manifest.json"
 
 
+class ListedFile(Protocol):
+    """A file of an upload's list: an `UploadFile` as received, or a `FileEntry` as kept."""
+
+    @property
+    def relative_path(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str | None: ...
+
+
+class FileEntry(NamedTuple):
+    """One validated file of a staged upload's list, as the session keeps it: a tuple costs a
+    tenth of the pydantic model it came from (a list may hold 100 000)."""
+
+    relative_path: str
+    size: int
+    sha256: str | None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"relativePath": self.relative_path, "size": self.size}
+        if self.sha256 is not None:
+            wire["sha256"] = self.sha256
+        return wire
+
+
+def file_entries(files: Iterable[ListedFile]) -> list[FileEntry]:
+    return [FileEntry(f.relative_path, f.size, f.sha256) for f in files]
+
+
 @dataclass(slots=True)
 class SessionRecord:
     """What session.json holds: enough to match a resuming init_upload and to finish the install."""
@@ -101,7 +132,7 @@ class SessionRecord:
     hub_id: str
     game_name: str
     executable: str | None
-    files: list[UploadFile]
+    files: list[FileEntry]
     created_at: float
 
     def to_json(self) -> dict[str, Any]:
@@ -141,7 +172,7 @@ class SessionRecord:
                 if not isinstance(executable, str):
                     raise ValueError("executable is not a string")
                 validate_relative_path(executable)
-            files = [UploadFile.model_validate(entry) for entry in files_raw]
+            files = file_entries(UploadFile.model_validate(entry) for entry in files_raw)
         except (PathRuleError, ValidationError) as exc:
             raise ValueError(str(exc)) from None
         return cls(upload_id, hub_id, game_name, executable, files, float(created_at))
