@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import ctypes
 import gc
-import sys
-from typing import Any
+
+from .libc import linux_libc_function
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
@@ -34,14 +34,9 @@ def keep_freed_memory() -> bool:
     global _applied  # noqa: PLW0603 - process-wide, applied once
     if _applied:
         return True
-    if not sys.platform.startswith("linux"):
+    mallopt = linux_libc_function("mallopt", (ctypes.c_int, ctypes.c_int))
+    if mallopt is None:  # not Linux, or not glibc (e.g. musl): nothing to tune
         return False
-    try:
-        mallopt = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to tune
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
     _applied = all(
         mallopt(option, value)
         for option, value in (
@@ -120,19 +115,7 @@ def collect_full() -> int:
     what a game of many files left behind (tens of MB of records) has no reason to stay resident.
     """
     found = gc.collect()
-    trim = _libc_function("malloc_trim")
+    trim = linux_libc_function("malloc_trim", (ctypes.c_size_t,))
     if trim is not None:
         trim(0)
     return found
-
-
-def _libc_function(name: str) -> Any | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        function = getattr(ctypes.CDLL("libc.so.6"), name)
-    except (OSError, AttributeError):  # not glibc (e.g. musl)
-        return None
-    function.argtypes = [ctypes.c_size_t]
-    function.restype = ctypes.c_int
-    return function

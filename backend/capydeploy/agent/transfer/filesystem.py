@@ -8,11 +8,11 @@ import mmap
 import os
 import shutil
 import stat
-import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
+
+from ...libc import linux_libc_function
 
 BytesLike = bytes | bytearray | memoryview
 
@@ -63,24 +63,8 @@ class FileWriter(Protocol):
     def close(self, handle: int) -> None: ...
 
 
-def _linux_libc_function(name: str, argtypes: list[type[ctypes._SimpleCData[Any]]]) -> Callable[..., int] | None:
-    """A Linux system call the os module does not expose (syncfs, sync_file_range), through
-    ctypes; None elsewhere or when the C library lacks it."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        function = getattr(ctypes.CDLL(None, use_errno=True), name)
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = argtypes
-    function.restype = ctypes.c_int
-    return function  # type: ignore[no-any-return]
-
-
-_SYNCFS = _linux_libc_function("syncfs", [ctypes.c_int])
-_SYNC_FILE_RANGE = _linux_libc_function(
-    "sync_file_range", [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-)
+_SYNCFS = linux_libc_function("syncfs", (ctypes.c_int,))
+_SYNC_FILE_RANGE = linux_libc_function("sync_file_range", (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint))
 _SYNC_FILE_RANGE_WRITE = 2  # start write-out of dirty pages, do not wait
 
 _O_DIRECT: int = getattr(os, "O_DIRECT", 0)
@@ -141,7 +125,8 @@ class OsFileWriter:
 
     def pwrite(self, handle: int, data: BytesLike, offset: int) -> int:
         direct = self._direct_handles.get(handle)
-        if direct is not None and handle not in self._direct_refused and offset % DIRECT_ALIGNMENT == 0 and len(data) >= DIRECT_MIN_BYTES:
+        aligned_and_large = offset % DIRECT_ALIGNMENT == 0 and len(data) >= DIRECT_MIN_BYTES
+        if direct is not None and aligned_and_large and handle not in self._direct_refused:
             length = len(data) - len(data) % DIRECT_ALIGNMENT
             buffer = self._buffers.get(length)
             buffer[:length] = memoryview(data)[:length]
