@@ -152,9 +152,7 @@ class Deployment:
             # the scan checked every path with the protocol's rules, sizes come from stat, and
             # hashes from our own hashing or the cache, which keeps only well-formed ones.
             files=[
-                m.UploadFile.model_construct(
-                    relative_path=file.relative_path, size=file.size, sha256=self.hashes.get(file.relative_path)
-                )
+                m.UploadFile.unchecked(file.relative_path, file.size, self.hashes.get(file.relative_path))
                 for file in self.files
             ],
         )

@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.dataclasses import dataclass
 
 from .constants import MAX_FILES, MAX_TAGS
 from .types import (
@@ -247,10 +248,23 @@ class UploadConfig(WireModel):
     executable: RelativePath | None = None
 
 
-class UploadFile(WireModel):
+@dataclass(slots=True, config=ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore"))
+class UploadFile:
+    """One entry of `init_upload.files`. A slotted (pydantic) dataclass rather than a model: a
+    list may hold 100 000 of them, and this costs about 64 bytes an entry against 480. Validated
+    and serialised like the models (camelCase, unknown keys ignored) as part of `InitUpload`."""
+
     relative_path: RelativePath
     size: Size
     sha256: Sha256Hex | None = None
+
+    @classmethod
+    def unchecked(cls, relative_path: str, size: int, sha256: str | None) -> UploadFile:
+        """An entry from values already checked (the Hub's own scan and cache), without
+        validation (about 25 us an entry; over 0.5 s for 20 000)."""
+        entry = object.__new__(cls)
+        entry.relative_path, entry.size, entry.sha256 = relative_path, size, sha256
+        return entry
 
 
 class InitUpload(WireModel):

@@ -14,6 +14,7 @@ Staging sits inside the install root so the final rename never crosses filesyste
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Iterable
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from ...protocol.messages import UploadFile
 from ...protocol.paths import RESERVED_NAMES, PathRuleError, validate_game_name, validate_relative_path
@@ -31,6 +32,11 @@ AGENT_DIR_NAME = ".capydeploy"
 assert AGENT_DIR_NAME in RESERVED_NAMES  # a game may never be called like our own folder
 
 RECORD_VERSION = 1
+
+
+@functools.cache
+def _upload_file_validator() -> TypeAdapter[UploadFile]:
+    return TypeAdapter(UploadFile)
 _UPLOAD_ID = re.compile(r"^upload-[0-9a-f]{32}$")
 
 
@@ -172,7 +178,8 @@ class SessionRecord:
                 if not isinstance(executable, str):
                     raise ValueError("executable is not a string")
                 validate_relative_path(executable)
-            files = file_entries(UploadFile.model_validate(entry) for entry in files_raw)
+            validator = _upload_file_validator()
+            files = file_entries(validator.validate_python(entry) for entry in files_raw)
         except (PathRuleError, ValidationError) as exc:
             raise ValueError(str(exc)) from None
         return cls(upload_id, hub_id, game_name, executable, files, float(created_at))
