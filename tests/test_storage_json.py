@@ -57,3 +57,29 @@ def test_long_lists_are_written_in_batches_that_join_up(tmp_path: Path) -> None:
         atomic_write_json(path, value, compact=True)
         assert read_json(path, default=None) == value
         assert path.read_text() == json.dumps(value, separators=(",", ":"))
+
+
+def test_an_iterator_is_written_as_a_list_made_a_batch_at_a_time(tmp_path: Path) -> None:
+    from capydeploy import storage
+
+    batch = storage.COMPACT_JSON_BATCH
+    made = 0
+
+    def entries(count: int) -> Any:
+        nonlocal made
+        for i in range(count):
+            made += 1
+            yield {"path": f"d/{i}", "size": i}
+
+    for count in (0, 1, batch, 2 * batch + 3):
+        made = 0
+        pieces = storage._compact_json_pieces({"version": 1, "files": entries(count)})
+        text = ""
+        for piece in pieces:
+            text += piece
+            # Never more than one batch ahead of what was written.
+            assert made <= text.count('"path"') + batch
+        assert json.loads(text) == {"version": 1, "files": [{"path": f"d/{i}", "size": i} for i in range(count)]}
+    path = tmp_path / "lazy.json"
+    atomic_write_json(path, {"files": entries(3)}, compact=True)
+    assert read_json(path, default=None) == {"files": [{"path": f"d/{i}", "size": i} for i in range(3)]}

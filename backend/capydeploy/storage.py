@@ -8,6 +8,7 @@ the two can leave the temp file behind: `remove_stale_temp_files` clears such le
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import re
@@ -121,7 +122,8 @@ def atomic_write_json(path: Path, value: Any, private: bool = False, compact: bo
     files held about 20 MB of string pieces at once. The compact form encodes long lists in
     batches with the C encoder and writes each batch as it comes: a few milliseconds per call (one
     call for the whole list holds the GIL, and so the Agent's event loop, for about 75 ms) and
-    one batch in memory at a time.
+    one batch in memory at a time. In this form a value may also be an iterator, written as a
+    list whose items are made a batch at a time.
     """
     if compact:
         atomic_write_bytes(
@@ -147,6 +149,14 @@ def _compact_json_pieces(value: Any) -> Iterator[str]:
         for start in range(0, len(value), COMPACT_JSON_BATCH):
             batch = _COMPACT_ENCODER.encode(value[start : start + COMPACT_JSON_BATCH])
             yield ("," if start else "") + batch[1:-1]
+        yield "]"
+    elif isinstance(value, Iterator):
+        # A list made as it is written (a manifest's entries): never whole in memory.
+        yield "["
+        first = True
+        while items := list(itertools.islice(value, COMPACT_JSON_BATCH)):
+            yield ("" if first else ",") + _COMPACT_ENCODER.encode(items)[1:-1]
+            first = False
         yield "]"
     else:
         yield _COMPACT_ENCODER.encode(value)

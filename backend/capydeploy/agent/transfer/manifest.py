@@ -49,10 +49,11 @@ class InstalledManifest:
             "version": MANIFEST_VERSION,
             "gameName": self.game_name,
             "installedAt": self.installed_at,
-            "files": [
+            # Made as it is written (compact form), a batch at a time.
+            "files": (
                 {"path": e.path, "size": e.size, "sha256": e.sha256, "mtimeNs": e.mtime_ns}
                 for e in self.entries.values()
-            ],
+            ),
         }
 
 

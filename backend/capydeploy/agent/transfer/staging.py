@@ -149,7 +149,8 @@ class SessionRecord:
             "gameName": self.game_name,
             "executable": self.executable,
             "createdAt": self.created_at,
-            "files": [entry.to_wire() for entry in self.files],
+            # Made as it is written (compact form): 20 000 dicts at once were 5 MB.
+            "files": (entry.to_wire() for entry in self.files),
         }
 
     @classmethod
