@@ -7,7 +7,8 @@ every one of them here instead.
 from __future__ import annotations
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
+from pydantic.dataclasses import rebuild_dataclass
 
 from capydeploy.protocol import envelope
 from capydeploy.protocol import messages as m
@@ -32,3 +33,11 @@ def test_every_payload_model_builds(model: type[BaseModel]) -> None:
 
     assert model.__pydantic_complete__
     assert model.model_json_schema(by_alias=True)["type"] == "object"
+
+
+def test_the_file_entry_dataclass_builds_on_first_use() -> None:
+    # init_upload's entries are a slotted pydantic dataclass (memory), deferred like the models.
+    assert m.UploadFile.__pydantic_config__.get("defer_build") is True
+    rebuild_dataclass(m.UploadFile)
+    assert m.UploadFile.__pydantic_complete__
+    assert TypeAdapter(m.UploadFile).json_schema(by_alias=True)["type"] == "object"

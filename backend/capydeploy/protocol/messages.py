@@ -248,7 +248,10 @@ class UploadConfig(WireModel):
     executable: RelativePath | None = None
 
 
-@dataclass(slots=True, config=ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore"))
+@dataclass(
+    slots=True,
+    config=ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", defer_build=True),
+)
 class UploadFile:
     """One entry of `init_upload.files`. A slotted (pydantic) dataclass rather than a model: a
     list may hold 100 000 of them, and this costs about 64 bytes an entry against 480. Validated
