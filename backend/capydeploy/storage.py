@@ -144,18 +144,13 @@ def _compact_json_pieces(value: Any) -> Iterator[str]:
             yield ("," if position else "") + _COMPACT_ENCODER.encode(key) + ":"
             yield from _compact_json_pieces(item)
         yield "}"
-    elif isinstance(value, list) and len(value) > COMPACT_JSON_BATCH:
-        yield "["
-        for start in range(0, len(value), COMPACT_JSON_BATCH):
-            batch = _COMPACT_ENCODER.encode(value[start : start + COMPACT_JSON_BATCH])
-            yield ("," if start else "") + batch[1:-1]
-        yield "]"
-    elif isinstance(value, Iterator):
-        # A list made as it is written (a manifest's entries): never whole in memory.
+    elif isinstance(value, Iterator) or (isinstance(value, list) and len(value) > COMPACT_JSON_BATCH):
+        # A long list, or one made as it is written (a manifest's entries), a batch at a time.
+        items = iter(value)
         yield "["
         first = True
-        while items := list(itertools.islice(value, COMPACT_JSON_BATCH)):
-            yield ("" if first else ",") + _COMPACT_ENCODER.encode(items)[1:-1]
+        while batch := list(itertools.islice(items, COMPACT_JSON_BATCH)):
+            yield ("" if first else ",") + _COMPACT_ENCODER.encode(batch)[1:-1]
             first = False
         yield "]"
     else:

@@ -242,7 +242,7 @@ class Deployment:
         for relative_path in self._sent_whole or set():
             digest = reported.get(relative_path)
             if digest is not None and self._hash_unknown_path(relative_path):
-                self._reported[relative_path] = digest.lower()
+                self._reported[relative_path] = digest  # lowercase: validated as Sha256Hex
 
     async def _remember_hashes(self) -> None:
         """Hashes found while sending (or reported by the Agent) go to the cache only now: a hub

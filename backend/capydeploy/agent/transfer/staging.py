@@ -32,12 +32,13 @@ AGENT_DIR_NAME = ".capydeploy"
 assert AGENT_DIR_NAME in RESERVED_NAMES  # a game may never be called like our own folder
 
 RECORD_VERSION = 1
+_UPLOAD_ID = re.compile(r"^upload-[0-9a-f]{32}$")
 
 
 @functools.cache
 def _upload_file_validator() -> TypeAdapter[UploadFile]:
+    """Built on first use (a restart that finds staged uploads), not at import."""
     return TypeAdapter(UploadFile)
-_UPLOAD_ID = re.compile(r"^upload-[0-9a-f]{32}$")
 
 
 def new_upload_id() -> str:
