@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +26,9 @@ _NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, err
 
 @dataclass(frozen=True, slots=True)
 class CarryItem:
+    """One file to carry, made when its turn comes (see `carry_items`)."""
+
     index: int
-    # Plain strings: a plan may hold 20 000 items, and a Path (with the string it caches once
-    # used) costs several times a str.
     source: str
     dest: str
     size: int
@@ -38,38 +39,64 @@ class CarryItem:
 class CarryResult:
     index: int
     linked: bool
-    # (size, mtime_ns) of the linked file, to notice an edit of the shared data before the swap.
-    stat: tuple[int, int] | None = None
+    # mtime_ns of the linked file (its size is the listed one), to notice an edit of the shared data
+    # before the swap.
+    mtime_ns: int | None = None
     # The copy's hash state over the whole file (the copy path hashes as it goes).
     hasher: Hasher | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class CarryPlan:
+    """The files the installed version can supply: their indices in the upload's file list, and
+    the installed game's real folder. Only indices are kept: a plan may cover 100 000 files, and
+    their source and destination paths are made one at a time as they are carried."""
+
+    source_root: str
+    indices: list[int]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+# (index, relative_path, size, sha256) of a listed file that staging does not yet hold whole.
+CarryCandidate = tuple[int, str, int, str | None]
+
+
 def plan_carry(
-    files: list[StagedFile], manifest: InstalledManifest | None, game_dir: Path
-) -> list[CarryItem]:
-    """Files with a sha256 that the installed version holds unchanged and staging does not yet hold."""
+    candidates: Iterable[CarryCandidate], manifest: InstalledManifest | None, game_dir: Path
+) -> CarryPlan:
+    """The candidates with a sha256 that the installed version holds unchanged."""
+    empty = CarryPlan("", [])
     if manifest is None:
-        return []
+        return empty
     try:
-        game_dir_real = Path(os.path.realpath(game_dir))
+        game_dir_real = os.path.realpath(game_dir)
     except OSError:
-        return []
-    plan: list[CarryItem] = []
+        return empty
+    indices: list[int] = []
     real_folders: dict[str, str] = {}  # the files of a game share few folders: resolve each once
+    for index, relative_path, size, sha256 in candidates:
+        if sha256 is not None and unchanged_installed_file(
+            manifest, game_dir_real, relative_path, size, sha256, real_folders=real_folders
+        ):
+            indices.append(index)
+    return CarryPlan(game_dir_real, indices)
+
+
+def carry_items(plan: CarryPlan, files: Sequence[StagedFile]) -> Iterator[CarryItem]:
+    """The plan's files with their paths, one at a time."""
     trees: dict[Path, str] = {}
-    for staged in files:
-        if staged.sha256 is None or staged.complete:
-            continue
-        source = unchanged_installed_file(
-            manifest, game_dir_real, staged.relative_path, staged.size, staged.sha256, real_folders=real_folders
-        )
-        if source is not None:
-            tree = trees.get(staged.tree)
-            if tree is None:
-                tree = trees[staged.tree] = str(staged.tree)
-            dest = os.path.join(tree, staged.relative_path)  # a validated relative POSIX path
-            plan.append(CarryItem(staged.index, source, dest, staged.size, staged.sha256))
-    return plan
+    for index in plan.indices:
+        staged = files[index]
+        assert staged.sha256 is not None  # plan_carry takes only files with a hash
+        tree = trees.get(staged.tree)
+        if tree is None:
+            tree = trees[staged.tree] = str(staged.tree)
+        # relative_path is a validated relative POSIX path: joining cannot leave either folder.
+        source = os.path.join(plan.source_root, staged.relative_path)
+        dest = os.path.join(tree, staged.relative_path)
+        yield CarryItem(index, source, dest, staged.size, staged.sha256)
 
 
 def carry_file(
@@ -112,7 +139,7 @@ def _linked(item: CarryItem) -> CarryResult | None:
     info = os.lstat(item.dest)
     if info.st_size != item.size:
         return None
-    return CarryResult(item.index, linked=True, stat=(info.st_size, info.st_mtime_ns))
+    return CarryResult(item.index, linked=True, mtime_ns=info.st_mtime_ns)
 
 
 def _copy_verified(item: CarryItem, writer: FileWriter, piece: int) -> CarryResult | None:

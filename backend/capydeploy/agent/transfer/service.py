@@ -39,7 +39,7 @@ from .filesystem import (
     remove_path,
     write_all,
 )
-from .incremental import CarryItem, CarryResult, carry_file, plan_carry
+from .incremental import CarryPlan, CarryResult, carry_file, carry_items, plan_carry
 from .install import (
     SwapState,
     TreeFile,
@@ -68,7 +68,6 @@ from .session import (
     UploadSession,
     adopt_hashes,
     hashes_fit,
-    staged_files,
     upload_signature,
 )
 from .staging import (
@@ -177,7 +176,9 @@ class TransferService:
         self._writer: FileWriter = filesystem if filesystem is not None else OsFileWriter()
         self._free_space = free_space if free_space is not None else disk_free_bytes
         self._pool = ThreadPoolExecutor(
-            max_workers=WORKER_THREADS, thread_name_prefix="capydeploy-transfer", initializer=_yield_to_the_loop
+            max_workers=WORKER_THREADS,
+            thread_name_prefix="capydeploy-transfer",
+            initializer=_yield_to_the_loop,
         )
         # Whole-file hash chains run here, one node after another (see filehash.py).
         self._hash_pool = ThreadPoolExecutor(
@@ -354,9 +355,7 @@ class TransferService:
             job.add_done_callback(functools.partial(self._completion_done, key))
         return await asyncio.shield(job)
 
-    async def _complete(
-        self, hub_id: str, upload_id: str, sha256: Mapping[str, str] | None
-    ) -> InstalledGame:
+    async def _complete(self, hub_id: str, upload_id: str, sha256: Mapping[str, str] | None) -> InstalledGame:
         async with self._lock:
             session = self._session_of(hub_id, upload_id)
             if session.state is not SessionState.ACTIVE:
@@ -507,7 +506,9 @@ class TransferService:
         # hashes_fit is O(files): it runs in a worker, not on the loop.
         live = [s for s in self._sessions.values() if s.signature == signature]
         for session in live:
-            if session.state is SessionState.ACTIVE and await self._run(None, hashes_fit, session.record.files, files):
+            if session.state is SessionState.ACTIVE and await self._run(
+                None, hashes_fit, session.record.files, files
+            ):
                 # A dropped connection may still have chunks in flight; let them land first.
                 await session.quiesce()
                 return session
@@ -614,27 +615,25 @@ class TransferService:
             remove_path(layout.folder)
             raise
 
-    async def _carry(self, session: UploadSession, plan: list[CarryItem]) -> None:
+    async def _carry(self, session: UploadSession, plan: CarryPlan) -> None:
         try:
             await self._run(session, self._carry_files, session, plan)
         except OSError as exc:
             raise _os_error("could not carry unchanged files from the installed version", exc) from None
 
-    def _carry_files(self, session: UploadSession, plan: list[CarryItem]) -> None:
-        """Worker job: carry the planned files, then record them in the session (O(files), so here
+    def _carry_files(self, session: UploadSession, plan: CarryPlan) -> None:
+        """Worker job: carry the planned files and record each in the session (O(files), so here
         rather than on the loop; the session is PREPARING, no other job touches it)."""
         assert session.journal is not None
-        results: list[CarryResult | None] = []
         made_folders: set[str] = set()
-        for item in plan:
+        for item in carry_items(plan, session.files):
             # Whatever was staged for this file is replaced, so a restart must not count it either.
             session.journal.append_reset(item.index)
             session.handles.forget(Path(item.dest))
             result = carry_file(item, self._writer, self.chunk_size, made_folders)
             if result is not None and not result.linked:
                 session.journal.append_chunk(ChunkRecord(item.index, 0, item.size, item.sha256))
-            results.append(result)
-        _record_carried(session, plan, results)
+            _record_carried(session, session.files[item.index], result)
 
     async def _scan_root(self, root: Path) -> None:
         """Learn the staged uploads a previous run left under `root` (once per root)."""
@@ -984,7 +983,9 @@ def _yield_to_the_loop() -> None:
         return
     thread = threading.get_native_id()
     try:
-        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + WORKER_NICENESS))
+        os.setpriority(
+            os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + WORKER_NICENESS)
+        )
     except OSError:
         pass  # not allowed here: run at the normal priority
 
@@ -1002,18 +1003,16 @@ def _expected_digests(session: UploadSession, claimed: Mapping[str, str]) -> dic
     return expected
 
 
-def _record_carried(session: UploadSession, plan: list[CarryItem], results: list[CarryResult | None]) -> None:
-    for item, result in zip(plan, results, strict=True):
-        staged = session.files[item.index]
-        session.reset_file(staged)
-        if result is None:
-            continue
-        session.add_held(staged, 0, staged.size)
-        if result.linked:
-            staged.sealed = True
-            staged.carried_stat = result.stat
-        elif result.hasher is not None:
-            staged.digest.restore(result.hasher, staged.size)
+def _record_carried(session: UploadSession, staged: StagedFile, result: CarryResult | None) -> None:
+    session.reset_file(staged)
+    if result is None:
+        return
+    session.add_held(staged, 0, staged.size)
+    if result.linked:
+        staged.sealed = True
+        staged.carried_mtime_ns = result.mtime_ns
+    elif result.hasher is not None:
+        staged.digest.restore(result.hasher, staged.size)
 
 
 def _start_writeback(writer: FileWriter, handle: int, start: int, end: int) -> None:
@@ -1072,10 +1071,10 @@ def _changed_carried_files(files: list[StagedFile]) -> list[StagedFile]:
     for staged in files:
         try:
             info = os.lstat(staged.path)
-            now = (info.st_size, info.st_mtime_ns)
         except OSError:
-            now = None
-        if now is None or now != staged.carried_stat:
+            changed.append(staged)
+            continue
+        if info.st_size != staged.size or info.st_mtime_ns != staged.carried_mtime_ns:
             changed.append(staged)
     return changed
 
@@ -1121,17 +1120,25 @@ def _progress_of(session: UploadSession) -> UploadProgressInfo:
 
 def _plan_upload(
     session: UploadSession | None, layout: StagingLayout, request: InitUpload
-) -> tuple[list[CarryItem], int]:
+) -> tuple[CarryPlan, int]:
     """Which files the installed version can supply, and how many bytes must still arrive.
 
-    For a new upload, plans over the files the session would have, before anything is written.
+    For a new upload, plans over the request's file list (the session will list the same files in
+    the same order), before anything is written.
     """
-    files = session.files if session is not None else staged_files(layout.tree, request.files)
+    manifest = read_manifest(layout.root, request.config.game_name)
     target = layout.root / request.config.game_name
-    plan = plan_carry(files, read_manifest(layout.root, request.config.game_name), target)
-    planned = {item.index for item in plan}
-    need = sum(f.size - f.ranges.total for f in files if f.index not in planned)
-    return plan, need
+    if session is not None:
+        files = session.files
+        candidates = ((f.index, f.relative_path, f.size, f.sha256) for f in files if not f.complete)
+        plan = plan_carry(candidates, manifest, target)
+        carried = sum(files[i].size - files[i].ranges.total for i in plan.indices)
+        return plan, session.total_bytes - session.held_bytes - carried
+    listed = request.files
+    fresh = ((i, f.relative_path, f.size, f.sha256) for i, f in enumerate(listed) if f.size > 0)
+    plan = plan_carry(fresh, manifest, target)
+    carried = sum(listed[i].size for i in plan.indices)
+    return plan, sum(f.size for f in listed) - carried
 
 
 def _describe_missing(missing: list[MissingFile]) -> str:

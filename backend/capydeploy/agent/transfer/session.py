@@ -78,7 +78,7 @@ class StagedFile:
     # Carried over from the installed version: chunks for it are acknowledged but never written,
     # because a hard-linked file shares its data with the installed game.
     sealed: bool = False
-    carried_stat: tuple[int, int] | None = None  # (size, mtime_ns) when carried, to notice later edits
+    carried_mtime_ns: int | None = None  # the file's mtime when carried, to notice later edits
 
     @property
     def path(self) -> Path:
@@ -198,7 +198,7 @@ class UploadSession:
         self.held_bytes -= staged.ranges.total
         staged.ranges.clear()
         staged.sealed = False
-        staged.carried_stat = None
+        staged.carried_mtime_ns = None
         staged.verified_sha256 = None
         staged.digest.invalidate()
 
