@@ -73,3 +73,27 @@ async def test_stopping_the_last_agent_restores_the_usual_threshold(agent: Agent
     assert gc.get_threshold()[2] > 10_000  # deferred while an Agent runs
     await agent.stop()
     assert gc.get_threshold()[2] < 10_000
+
+
+async def test_write_buffers_are_freed_once_transfers_are_idle(
+    agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module, "GC_CHECK_INTERVAL", 0.02)
+    monkeypatch.setattr(server_module, "GC_AFTER_IDLE_SECONDS", 0.3)
+    released: list[float] = []
+    real_release = agent.transfer.release_buffers
+
+    def counting_release() -> int:
+        released.append(asyncio.get_running_loop().time())
+        return real_release()
+
+    monkeypatch.setattr(agent.transfer, "release_buffers", counting_release)
+    release = threading.Event()
+    job = agent.transfer._submit(None, release.wait, 10)  # an upload being received
+    try:
+        await asyncio.sleep(0.6)
+        assert released == [], "buffers were freed while a transfer ran"
+    finally:
+        release.set()
+        await asyncio.wrap_future(job)
+    assert await wait_for(lambda: released, 5.0), "buffers were not freed once the transfer went idle"

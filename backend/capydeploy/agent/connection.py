@@ -86,11 +86,9 @@ class HubSession:
         self._deadline = loop.time() + self.agent.config.handshake_timeout
         try:
             while True:
-                message = await self._receive(loop)
-                if isinstance(message, bytes):
-                    await self._on_binary(message)
-                else:
-                    await self._on_text(message)
+                # Not bound to a local of this loop: the last message (an init_upload of a big game
+                # is megabytes) would stay alive until the next one arrives.
+                await self._dispatch(await self._receive(loop))
         except (ConnectionClosed, SessionClosed):
             pass
         finally:
@@ -100,6 +98,12 @@ class HubSession:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             self.agent.session_ended(self)
+
+    async def _dispatch(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            await self._on_binary(message)
+        else:
+            await self._on_text(message)
 
     async def _receive(self, loop: asyncio.AbstractEventLoop) -> str | bytes:
         if self.authenticated or self._deadline is None:

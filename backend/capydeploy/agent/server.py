@@ -180,10 +180,13 @@ class Agent:
 
     async def _collect_when_idle(self) -> None:
         """The full garbage collections `defer_full_collections` holds back, run once transfers
-        have been idle for a while: a pause then stalls no upload."""
+        have been idle for a while: a pause then stalls no upload. Write buffers are freed then too."""
         while True:
             await asyncio.sleep(GC_CHECK_INTERVAL)
-            if full_collection_due() and self.transfer.idle_seconds() >= GC_AFTER_IDLE_SECONDS:
+            if self.transfer.idle_seconds() < GC_AFTER_IDLE_SECONDS:
+                continue
+            self.transfer.release_buffers()  # an abandoned upload's, say; nothing when none are kept
+            if full_collection_due():
                 collect_full()
 
     # --- the websockets shell -----------------------------------------------------------------

@@ -9,6 +9,8 @@ from __future__ import annotations
 import errno
 import os
 import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,8 @@ from hypothesis import strategies as st
 from capydeploy.agent.transfer import OsFileWriter
 from capydeploy.agent.transfer import filesystem as filesystem_module
 from capydeploy.agent.transfer.filesystem import DIRECT_ALIGNMENT, DIRECT_MIN_BYTES, write_all
+from tests.agent.transfer.conftest import ServiceFactory
+from tests.agent.transfer.transfer_helpers import HUB, all_frames, make_request, send
 
 MiB = 1024 * 1024
 
@@ -121,7 +125,9 @@ def test_a_filesystem_that_refuses_o_direct_gets_page_cache_writes(
     assert write_and_read_back(writer, path, writes) == model_of(writes)
 
 
-def test_a_direct_write_refused_later_falls_back_for_good(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_direct_write_refused_later_falls_back_for_good(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if not direct_io_supported(tmp_path):
         pytest.skip("this filesystem refuses O_DIRECT")
     writer = OsFileWriter()
@@ -189,3 +195,55 @@ def test_any_mix_of_writes_matches_the_model(
     path = tmp_path / f"mix-{seed}.bin"
     assert write_and_read_back(OsFileWriter(), path, writes) == model_of(writes)
     path.unlink()
+
+
+def test_write_buffers_are_reused_and_freed_on_release(tmp_path: Path) -> None:
+    if not direct_io_supported(tmp_path):
+        pytest.skip("this filesystem refuses O_DIRECT")
+    writer = OsFileWriter()
+    first = [(0, os.urandom(MiB)), (MiB, os.urandom(MiB))]
+    assert write_and_read_back(writer, tmp_path / "a.bin", first) == model_of(first)
+    assert writer.release_buffers() == 1  # one thread wrote: one buffer, used for both chunks
+    assert writer.release_buffers() == 0
+    # Writing after a release maps a new buffer; the bytes are as good.
+    again = [(0, os.urandom(2 * MiB))]
+    assert write_and_read_back(writer, tmp_path / "b.bin", again) == model_of(again)
+    assert writer.release_buffers() == 1
+
+
+def test_threads_writing_at_once_each_get_their_own_buffer(tmp_path: Path) -> None:
+    if not direct_io_supported(tmp_path):
+        pytest.skip("this filesystem refuses O_DIRECT")
+    writer = OsFileWriter()
+    payloads = {index: os.urandom(4 * MiB) for index in range(4)}
+    start = threading.Barrier(len(payloads))
+
+    def write(index: int) -> bytes:
+        start.wait()
+        writes = [(offset, payloads[index][offset : offset + MiB]) for offset in range(0, 4 * MiB, MiB)]
+        return write_and_read_back(writer, tmp_path / f"{index}.bin", writes)
+
+    with ThreadPoolExecutor(len(payloads)) as pool:
+        results = dict(zip(payloads, pool.map(write, payloads), strict=True))
+    assert results == payloads  # no buffer was shared between two writes in flight
+    assert 1 <= writer.release_buffers() <= len(payloads)
+
+
+async def test_an_installed_upload_leaves_no_write_buffer_behind(
+    make_service: ServiceFactory, games: Path
+) -> None:
+    if not direct_io_supported(games):
+        pytest.skip("this filesystem refuses O_DIRECT")
+    writer = OsFileWriter()
+    service = make_service(filesystem=writer, chunk_size=MiB)
+    files = {"game.bin": os.urandom(3 * MiB)}
+    reply = await service.init_upload(HUB, make_request("Game", files))
+    await send(service, all_frames(reply.upload_id, files, chunk=MiB))
+    await service.complete_upload(HUB, reply.upload_id)
+    assert (games / "Game" / "game.bin").read_bytes() == files["game.bin"]
+    # The chunks were written directly (through a buffer), and completion freed it.
+    assert writer.release_buffers() == 0
+    # The control: writing without completing keeps the buffer until someone releases it.
+    reply = await service.init_upload(HUB, make_request("Other", files))
+    await send(service, all_frames(reply.upload_id, files, chunk=MiB)[:1])
+    assert service.release_buffers() == 1

@@ -1,11 +1,14 @@
-"""The transfer package's small parts: byte ranges, the chunk journal, the in-order file hash."""
+"""The transfer package's small parts: byte ranges, the chunk journal, the in-order file hash, the
+signature that decides whether an init_upload resumes a staged upload."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import random
 from concurrent.futures import Future
 from pathlib import Path
+from typing import NamedTuple
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -13,6 +16,7 @@ from hypothesis import strategies as st
 from capydeploy.agent.transfer.filehash import FileHash, HashClaim, Hasher, hash_bytes_after
 from capydeploy.agent.transfer.journal import ChunkJournal, ChunkRecord, read_journal
 from capydeploy.agent.transfer.ranges import ByteRanges
+from capydeploy.agent.transfer.session import upload_signature
 
 SIZE = 64
 spans = st.tuples(st.integers(0, SIZE), st.integers(0, SIZE)).map(sorted)
@@ -106,3 +110,31 @@ def test_rewriting_hashed_bytes_invalidates() -> None:
     file_hash.invalidate()
     assert (file_hash.upto, file_hash.claimed_end) == (0, 0)
     assert file_hash.hasher.hexdigest() == hashlib.sha256(b"").hexdigest()
+
+
+class Listed(NamedTuple):
+    relative_path: str
+    size: int
+    sha256: str | None = None
+
+
+listings = st.lists(
+    st.tuples(st.sampled_from(["a", "a/b", "b", "a\u00e9", "ab", "a/b/c"]), st.integers(0, 12)),
+    max_size=6,
+    unique_by=lambda entry: entry[0],
+)
+
+
+@given(listings, listings, st.randoms(use_true_random=False))
+def test_upload_signatures_match_exactly_when_paths_and_sizes_do(
+    first: list[tuple[str, int]], second: list[tuple[str, int]], rng: random.Random
+) -> None:
+    root = Path("/games")
+    shuffled = list(second)
+    rng.shuffle(shuffled)  # the order of the list does not matter, nor do hashes
+    mine = upload_signature("hub", "Game", root, [Listed(p, s) for p, s in first])
+    theirs = upload_signature("hub", "Game", root, [Listed(p, s, "0" * 64) for p, s in shuffled])
+    assert (mine == theirs) == (sorted(first) == sorted(second))
+    assert mine != upload_signature("other hub", "Game", root, [Listed(p, s) for p, s in first])
+    assert mine != upload_signature("hub", "Game 2", root, [Listed(p, s) for p, s in first])
+    assert mine != upload_signature("hub", "Game", Path("/elsewhere"), [Listed(p, s) for p, s in first])

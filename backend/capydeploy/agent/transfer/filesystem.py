@@ -62,6 +62,11 @@ class FileWriter(Protocol):
 
     def close(self, handle: int) -> None: ...
 
+    def release_buffers(self) -> int:
+        """Free the memory kept for writing between uploads (called when none is being received);
+        returns how many buffers were freed."""
+        ...
+
 
 _SYNCFS = linux_libc_function("syncfs", (ctypes.c_int,))
 _SYNC_FILE_RANGE = linux_libc_function(
@@ -78,17 +83,34 @@ DIRECT_ALIGNMENT = 4096
 DIRECT_MIN_BYTES = 256 * 1024
 
 
-class _AlignedBuffers(threading.local):
-    """One page-aligned buffer per thread (anonymous mmap), reused for every direct write."""
+class _AlignedBufferPool:
+    """Page-aligned buffers (anonymous mmaps) for direct writes, reused: at most one per writing
+    thread exists at a time. `release` unmaps those not in use, so an Agent between uploads holds
+    none (each is a chunk's size, 1 MiB)."""
 
-    buffer: mmap.mmap | None = None
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._free: list[mmap.mmap] = []
 
-    def get(self, size: int) -> mmap.mmap:
-        if self.buffer is None or len(self.buffer) < size:
-            if self.buffer is not None:
-                self.buffer.close()
-            self.buffer = mmap.mmap(-1, size)
-        return self.buffer
+    def take(self, size: int) -> mmap.mmap:
+        with self._lock:
+            while self._free:
+                buffer = self._free.pop()
+                if len(buffer) >= size:
+                    return buffer
+                buffer.close()
+        return mmap.mmap(-1, size)
+
+    def give(self, buffer: mmap.mmap) -> None:
+        with self._lock:
+            self._free.append(buffer)
+
+    def release(self) -> int:
+        with self._lock:
+            free, self._free = self._free, []
+        for buffer in free:
+            buffer.close()
+        return len(free)
 
 
 class OsFileWriter:
@@ -109,7 +131,7 @@ class OsFileWriter:
         # Twins that failed with EINVAL; closed with the file, not at once, as another thread may
         # be writing through them.
         self._direct_refused: set[int] = set()
-        self._buffers = _AlignedBuffers()
+        self._buffers = _AlignedBufferPool()
 
     def open(self, path: Path) -> int:
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
@@ -130,16 +152,22 @@ class OsFileWriter:
         aligned_and_large = offset % DIRECT_ALIGNMENT == 0 and len(data) >= DIRECT_MIN_BYTES
         if direct is not None and aligned_and_large and handle not in self._direct_refused:
             length = len(data) - len(data) % DIRECT_ALIGNMENT
-            buffer = self._buffers.get(length)
-            buffer[:length] = memoryview(data)[:length]
+            buffer = self._buffers.take(length)
             try:
-                # A short count leaves the rest (and the unaligned tail) to write_all's next call.
-                return os.pwrite(direct, memoryview(buffer)[:length], offset)
+                buffer[:length] = memoryview(data)[:length]
+                with memoryview(buffer) as view, view[:length] as piece:
+                    # A short count leaves the rest (and the unaligned tail) to write_all's next call.
+                    return os.pwrite(direct, piece, offset)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
                 self._direct_refused.add(handle)  # refused after all: this file goes through the cache
+            finally:
+                self._buffers.give(buffer)
         return os.pwrite(handle, data, offset)
+
+    def release_buffers(self) -> int:
+        return self._buffers.release()
 
     def pread(self, handle: int, length: int, offset: int) -> bytes:
         return os.pread(handle, length, offset)

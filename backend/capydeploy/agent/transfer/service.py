@@ -903,6 +903,7 @@ class TransferService:
             total_bytes=session.total_bytes,
         )
         session.release_files()  # here, not on the loop when the session is dropped
+        self._writer.release_buffers()  # an Agent between uploads keeps no write buffers
         return installed
 
     # --- bookkeeping ----------------------------------------------------------------------------
@@ -958,6 +959,10 @@ class TransferService:
         with self._jobs_lock:
             self._jobs_running -= 1
             self._last_job_end = time.monotonic()
+
+    def release_buffers(self) -> int:
+        """Free the write buffers no transfer is using (the Agent calls this once transfers idle)."""
+        return self._writer.release_buffers()
 
     def idle_seconds(self) -> float:
         """Seconds since the last worker job ended, 0 while one runs. Every step of an upload

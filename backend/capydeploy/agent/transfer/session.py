@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -18,7 +19,8 @@ from .journal import ChunkJournal
 from .ranges import ByteRanges
 from .staging import ListedFile, SessionRecord, StagingLayout
 
-Signature = tuple[str, str, str, tuple[tuple[str, int], ...]]
+# (hub id, game name, install root, SHA-256 of the sorted (path, size) list)
+Signature = tuple[str, str, str, bytes]
 
 RELEASE_BATCH = 500  # per-file records freed at a time (see UploadSession.release_files)
 
@@ -26,8 +28,12 @@ RELEASE_BATCH = 500  # per-file records freed at a time (see UploadSession.relea
 def upload_signature(hub_id: str, game_name: str, root: Path, files: Sequence[ListedFile]) -> Signature:
     """What must be equal for an init_upload to resume a staged upload (D6): hub, game, root, and
     the paths and sizes of the file list. Their `sha256` must also agree: see `hashes_fit`."""
-    listed = tuple(sorted((f.relative_path, f.size) for f in files))
-    return (hub_id, game_name, str(root), listed)
+    # A digest, not the list itself: a session keeps its signature for life, and the list of a game
+    # of 20 000 files is about 1 MB. Paths hold no NUL (D6), so the encoding is unambiguous.
+    listing = hashlib.sha256()
+    for path, size in sorted((f.relative_path, f.size) for f in files):
+        listing.update(f"{path}\0{size}\0".encode())
+    return (hub_id, game_name, str(root), listing.digest())
 
 
 def hashes_fit(staged: Sequence[ListedFile], requested: Sequence[ListedFile]) -> bool:
