@@ -37,9 +37,7 @@ class SecretRegistry:
                         self._fragments[secret[start : start + FRAGMENT]] = secret
 
     def scrub(self, text: str) -> str:
-        text = _SECRET_FIELDS.sub(
-            lambda match: f"{match.group(1)}{match.group(2)}{MASK}{match.group(2)}", text
-        )
+        text = _SECRET_FIELDS.sub(lambda match: f"{match.group(1)}{match.group(2)}{MASK}{match.group(2)}", text)
         with self._lock:
             secrets = sorted(self._secrets, key=len, reverse=True)
             fragments = dict(self._fragments) if self._fragments else None

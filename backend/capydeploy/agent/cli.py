@@ -29,25 +29,17 @@ def build_parser() -> argparse.ArgumentParser:
         description="Receive games from a CapyDeploy Hub over the local network and add them to Steam.",
     )
     parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all, 0.0.0.0)")  # noqa: S104
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)"
-    )
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
     parser.add_argument(
         "--data-dir",
         type=Path,
         default=None,
         help="settings and secrets folder (default: the user's data folder for capydeploy-agent)",
     )
-    parser.add_argument(
-        "--install-dir", type=Path, default=None, help="where games are installed (default ~/Games)"
-    )
-    parser.add_argument(
-        "--steam-root", type=Path, default=None, help="the Steam folder (default: found automatically)"
-    )
+    parser.add_argument("--install-dir", type=Path, default=None, help="where games are installed (default ~/Games)")
+    parser.add_argument("--steam-root", type=Path, default=None, help="the Steam folder (default: found automatically)")
     parser.add_argument("--name", default=None, help="the name hubs see (default: the host name)")
-    parser.add_argument(
-        "--no-mdns", action="store_true", help="do not advertise the agent on the LAN by mDNS"
-    )
+    parser.add_argument("--no-mdns", action="store_true", help="do not advertise the agent on the LAN by mDNS")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser

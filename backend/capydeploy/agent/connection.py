@@ -221,9 +221,7 @@ class HubSession:
             log.info("hub %s left before %s finished; no reply sent", self.hub_id, message_type.value)
         except Exception:
             log.exception("hub %s: %s failed", self.hub_id, message_type.value)
-            await self.reply_error(
-                ErrorCode.INTERNAL, f"{message_type.value} failed: internal error", request_id
-            )
+            await self.reply_error(ErrorCode.INTERNAL, f"{message_type.value} failed: internal error", request_id)
         else:
             await self.reply(request_id, REPLY_TYPE[message_type], result)
 
@@ -264,9 +262,7 @@ class HubSession:
         if agent.pairing.lockout_remaining() > 0:
             seconds = int(agent.pairing.lockout_remaining()) + 1
             await self.reply_error(
-                ErrorCode.UNAUTHORIZED,
-                f"pairing is locked for {seconds} s after too many wrong codes",
-                request_id,
+                ErrorCode.UNAUTHORIZED, f"pairing is locked for {seconds} s after too many wrong codes", request_id
             )
             await self.close(CloseCode.POLICY_VIOLATION, "pairing locked")
             raise SessionClosed
@@ -283,9 +279,7 @@ class HubSession:
             await self.reply_error(ErrorCode.BAD_REQUEST, "already paired", request_id)
             return
         if self.hub_id is None:
-            await self.reply(
-                request_id, MessageType.PAIR_FAILED, m.PairFailed(reason="send hub_connected first")
-            )
+            await self.reply(request_id, MessageType.PAIR_FAILED, m.PairFailed(reason="send hub_connected first"))
             return
         outcome = agent.pairing.confirm(self.hub_id, confirm.code)
         if outcome is PairingOutcome.ACCEPTED:
@@ -382,10 +376,7 @@ def _is_large(payload: BaseModel | None) -> bool:
     """A payload with a per-file map of a big game (resumeFrom, sha256): encoded off the loop."""
     if payload is None:
         return False
-    return any(
-        isinstance(value, dict) and len(value) > ENCODE_OFF_LOOP_FROM_ENTRIES
-        for value in vars(payload).values()
-    )
+    return any(isinstance(value, dict) and len(value) > ENCODE_OFF_LOOP_FROM_ENTRIES for value in vars(payload).values())
 
 
 def source_of(address: str) -> str:
@@ -410,3 +401,4 @@ def _peer_address(websocket: ServerConnection) -> str:
     if isinstance(address, tuple) and address:
         return str(address[0])
     return str(address or "")
+

@@ -26,9 +26,7 @@ def _hub(session: HubSession) -> str:
     return session.hub_id
 
 
-async def _event(
-    session: HubSession, status: m.OperationStatus, game: str, progress: float, message: str
-) -> None:
+async def _event(session: HubSession, status: m.OperationStatus, game: str, progress: float, message: str) -> None:
     await session.push(
         MessageType.OPERATION_EVENT,
         m.OperationEvent(type="install", status=status, game_name=game, progress=progress, message=message),
@@ -72,9 +70,7 @@ async def init_upload(session: HubSession, request: m.InitUpload) -> m.UploadIni
     reply = await agent.transfer.init_upload(_hub(session), request)
     held = sum((reply.resume_from or {}).values())
     verb = "Resuming" if held else "Receiving"
-    await _event(
-        session, m.OperationStatus.START, request.config.game_name, 0, f"{verb} {request.config.game_name}"
-    )
+    await _event(session, m.OperationStatus.START, request.config.game_name, 0, f"{verb} {request.config.game_name}")
     agent.progress_changed()
     return reply
 
@@ -104,10 +100,7 @@ async def complete_upload(session: HubSession, request: m.CompleteUpload) -> m.O
             result.shortcut_error = f"shortcut failed: {error}"
     agent.game_installed(
         InstalledGame(
-            game_name=installed.game_name,
-            path=str(installed.path),
-            installed_at=time.time(),
-            app_id=result.app_id,
+            game_name=installed.game_name, path=str(installed.path), installed_at=time.time(), app_id=result.app_id
         )
     )
     await _event(session, m.OperationStatus.COMPLETE, installed.game_name, 100, "Installation complete")
@@ -124,9 +117,7 @@ async def _create_shortcut_for(session: HubSession, request: m.CompleteUpload, i
     else:
         raise ProtocolError(ErrorCode.BAD_REQUEST, "no executable: give config.executable or shortcut.exe")
     if not exe_path.is_file():
-        raise ProtocolError(
-            ErrorCode.BAD_REQUEST, f"the executable {exe_path.name!r} is not in the installed game"
-        )
+        raise ProtocolError(ErrorCode.BAD_REQUEST, f"the executable {exe_path.name!r} is not in the installed game")
     app_id: int = await session.agent.steam.create_for_install(
         game_name=installed.game_name,
         exe_path=exe_path,

@@ -154,12 +154,7 @@ class MdnsAdvertiser:
             self.service_type,
             self.instance_name,
             port=self.port,
-            properties={
-                "id": self.agent_id,
-                "name": self.name,
-                "platform": self.platform,
-                "version": self.version,
-            },
+            properties={"id": self.agent_id, "name": self.name, "platform": self.platform, "version": self.version},
             addresses=[socket.inet_aton(address) for address in addresses],
             # The host label is the agent id, so we never collide with the device's own host
             # name (Avahi on SteamOS answers for that one).

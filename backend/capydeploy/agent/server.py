@@ -274,9 +274,7 @@ class Agent:
         self.state_changed()
 
     def pairing_started(self, code: PairingCode) -> None:
-        self.emit(
-            "pairing", {"code": code.code, "hubName": code.hub_name, "expiresIn": self.pairing.code_ttl}
-        )
+        self.emit("pairing", {"code": code.code, "hubName": code.hub_name, "expiresIn": self.pairing.code_ttl})
         self.state_changed()
 
     def game_installed(self, game: InstalledGame) -> None:
@@ -357,11 +355,7 @@ class Agent:
             ),
             authorized_hubs=[
                 AuthorizedHub(
-                    id=hub.id,
-                    name=hub.name,
-                    platform=hub.platform,
-                    paired_at=hub.paired_at,
-                    last_seen=hub.last_seen,
+                    id=hub.id, name=hub.name, platform=hub.platform, paired_at=hub.paired_at, last_seen=hub.last_seen
                 )
                 for hub in self.hubs.records()
             ],
@@ -382,9 +376,7 @@ class Agent:
             current_file=progress.current_file,
             transferred_bytes=progress.transferred_bytes,
             total_bytes=progress.total_bytes,
-            percentage=100.0 * progress.transferred_bytes / progress.total_bytes
-            if progress.total_bytes
-            else 100.0,
+            percentage=100.0 * progress.transferred_bytes / progress.total_bytes if progress.total_bytes else 100.0,
             bytes_per_second=speed,
             seconds_remaining=left / speed if speed > 0 else None,
         )

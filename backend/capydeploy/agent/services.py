@@ -31,9 +31,7 @@ def build_steam_service(
     client_backend: SteamClientShortcutBackend | None = None
     backend: ShortcutBackend
     if config.shortcut_backend == "steam-client":
-        client_backend = SteamClientShortcutBackend(
-            Path(config.data_dir) / "steam-requests", on_steam_request
-        )
+        client_backend = SteamClientShortcutBackend(Path(config.data_dir) / "steam-requests", on_steam_request)
         backend = client_backend
     else:
         backend = FileShortcutBackend(process)

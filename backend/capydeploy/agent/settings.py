@@ -28,9 +28,7 @@ class AgentSettings:
         merged: dict[str, object] = {}
         for source in (defaults or {}, read_json(path, {})):
             if isinstance(source, dict):
-                merged.update(
-                    {key: value for key, value in source.items() if key in cls.__dataclass_fields__}
-                )
+                merged.update({key: value for key, value in source.items() if key in cls.__dataclass_fields__})
         settings = cls(**merged)  # type: ignore[arg-type]
         return settings
 

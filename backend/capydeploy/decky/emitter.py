@@ -79,9 +79,7 @@ class StateEmitter:
 
     async def flush(self, timeout: float) -> bool:
         """Wait (at most `timeout`) until the latest state and pending events were handed to emit."""
-        pending: list[Awaitable[Any]] = (
-            [self._idle.wait(), *self._events] if self._sender else list(self._events)
-        )
+        pending: list[Awaitable[Any]] = [self._idle.wait(), *self._events] if self._sender else list(self._events)
         if not pending:
             return True
         try:

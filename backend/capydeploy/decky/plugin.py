@@ -112,9 +112,7 @@ class DeckyPlugin:
             done, _ = await asyncio.wait({stopping}, timeout=max(0.1, deadline - time.monotonic() - 0.5))
             if not done:
                 stopping.cancel()
-                self.log.warning(
-                    "the agent did not stop within the budget; leaving the rest to the process exit"
-                )
+                self.log.warning("the agent did not stop within the budget; leaving the rest to the process exit")
             elif (error := stopping.exception()) is not None:
                 self.log.error("stopping the agent failed: %s", _describe(error), exc_info=error)
         await self._emitter.flush(max(0.05, min(0.5, deadline - time.monotonic())))
@@ -229,9 +227,7 @@ class DeckyPlugin:
 
     def _on_event(self, name: str, data: dict[str, Any]) -> None:
         if name == "game_installed":
-            self.log.info(
-                "installed %s at %s (appId %s)", data.get("gameName"), data.get("path"), data.get("appId")
-            )
+            self.log.info("installed %s at %s (appId %s)", data.get("gameName"), data.get("path"), data.get("appId"))
         if name in FORWARDED_EVENTS:
             self._emitter.event(name, data)
 
@@ -267,9 +263,7 @@ class DeckyPlugin:
     def _placeholder(self, error: str | None) -> AgentSnapshot:
         """The state's shape while no Agent answers (starting, or failed to start)."""
         config, initial = self.config, self._initial
-        install_dir = (
-            initial.install_dir if initial and initial.install_dir else str(config.resolved_home() / "Games")
-        )
+        install_dir = initial.install_dir if initial and initial.install_dir else str(config.resolved_home() / "Games")
         return AgentSnapshot(
             agent_id=initial.agent_id if initial else "",
             name=initial.name if initial else "",

@@ -15,12 +15,8 @@ def add_artwork_arguments(parser: argparse.ArgumentParser, auto: bool) -> None:
     for kind in ARTWORK_KINDS:
         parser.add_argument(f"--{kind}", default=None, metavar="URL", help=f"{kind} image URL")
     if auto:
-        parser.add_argument(
-            "--artwork",
-            choices=["auto"],
-            default=None,
-            help="look the game up on SteamGridDB and pick its artwork",
-        )
+        parser.add_argument("--artwork", choices=["auto"], default=None,
+                            help="look the game up on SteamGridDB and pick its artwork")
         parser.add_argument("--sgdb-key", default=None, help=f"SteamGridDB API key (or ${SGDB_KEY_ENV})")
 
 

@@ -175,15 +175,7 @@ async def cmd_deploy(args: argparse.Namespace, out: Output) -> int:
     try:
         outcomes = await asyncio.gather(
             *(
-                _deploy_to(
-                    args,
-                    agent,
-                    folder=folder,
-                    options=options,
-                    prepared=(files, hashes),
-                    cache=cache,
-                    view=view,
-                )
+                _deploy_to(args, agent, folder=folder, options=options, prepared=(files, hashes), cache=cache, view=view)
                 for agent in args.agent
             )
         )
@@ -207,10 +199,7 @@ async def cmd_deploy(args: argparse.Namespace, out: Output) -> int:
             )
 
     out.result(
-        {
-            agent: ({"error": outcome} if isinstance(outcome, str) else asdict(outcome))
-            for agent, outcome in results.items()
-        },
+        {agent: ({"error": outcome} if isinstance(outcome, str) else asdict(outcome)) for agent, outcome in results.items()},
         show,
     )
     for agent, message in failed.items():
@@ -351,9 +340,7 @@ async def cmd_discover(args: argparse.Namespace, out: Output) -> int:
         if not agents:
             out.line("no agents found (is the Deck on the same network, with the plugin running?)")
         for agent in agents:
-            out.line(
-                f"{agent.name}  {agent.platform}  {agent.address.host}:{agent.port}  (id {agent.id}, v{agent.version})"
-            )
+            out.line(f"{agent.name}  {agent.platform}  {agent.address.host}:{agent.port}  (id {agent.id}, v{agent.version})")
 
     out.result([asdict(agent) for agent in agents], show)
     return EXIT_OK
@@ -378,9 +365,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="capydeploy-hub", description="Send games to a handheld running the CapyDeploy agent."
     )
-    parser.add_argument(
-        "--config-dir", type=Path, default=None, help="where tokens are kept (or $CAPYDEPLOY_HUB_CONFIG_DIR)"
-    )
+    parser.add_argument("--config-dir", type=Path, default=None, help="where tokens are kept (or $CAPYDEPLOY_HUB_CONFIG_DIR)")
     parser.add_argument("--json", action="store_true", help="print machine-readable results")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -389,44 +374,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     discover = commands.add_parser("discover", help="list the agents on the local network (mDNS)")
     discover.add_argument("--timeout", type=float, default=3.0, help="seconds to listen (default 3)")
-    discover.add_argument(
-        "--interface",
-        action="append",
-        default=None,
-        metavar="ADDRESS",
-        help="only browse on this local address (repeatable; default: all)",
-    )
+    discover.add_argument("--interface", action="append", default=None, metavar="ADDRESS",
+                          help="only browse on this local address (repeatable; default: all)")
 
     pair = commands.add_parser("pair", help="pair with an agent (type the code shown on the device)")
     pair.add_argument("agent", metavar="AGENT", help=agent_help)
-    for name, text in (
-        ("info", "show the agent's details"),
-        ("config", "show the agent's install folder"),
-        ("users", "list the Steam users on the device"),
-    ):
+    for name, text in (("info", "show the agent's details"), ("config", "show the agent's install folder"),
+                       ("users", "list the Steam users on the device")):
         sub = commands.add_parser(name, help=text)
         sub.add_argument("agent", metavar="AGENT", help=agent_help)
-    deploy = commands.add_parser(
-        "deploy", help="send a game folder to one or more agents and add it to Steam"
-    )
+    deploy = commands.add_parser("deploy", help="send a game folder to one or more agents and add it to Steam")
     deploy.add_argument("folder", metavar="FOLDER", help="the game's folder")
-    deploy.add_argument(
-        "--agent",
-        action="append",
-        required=True,
-        metavar="AGENT",
-        help=agent_help + "; give it several times to deploy to several agents at once",
-    )
+    deploy.add_argument("--agent", action="append", required=True, metavar="AGENT",
+                        help=agent_help + "; give it several times to deploy to several agents at once")
     deploy.add_argument("--name", default=None, help="the game's name (default: the folder's name)")
     deploy.add_argument("--exe", default=None, metavar="RELPATH", help="the executable, relative to FOLDER")
     deploy.add_argument("--launch-options", default=None, metavar="STR", help="Steam launch options")
     deploy.add_argument("--user", default=None, metavar="ID", help="Steam user (SteamID64 or account id)")
-    deploy.add_argument(
-        "--no-shortcut", action="store_true", help="install only; do not create a Steam shortcut"
-    )
-    deploy.add_argument(
-        "--restart-steam", action="store_true", help="allow the agent to restart Steam to add the shortcut"
-    )
+    deploy.add_argument("--no-shortcut", action="store_true", help="install only; do not create a Steam shortcut")
+    deploy.add_argument("--restart-steam", action="store_true", help="allow the agent to restart Steam to add the shortcut")
     add_artwork_arguments(deploy, auto=True)
 
     shortcuts = commands.add_parser("shortcuts", help="list the Steam shortcuts of a user on the device")
@@ -463,9 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()), format="%(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=getattr(logging, args.log_level.upper()), format="%(levelname)s %(name)s: %(message)s")
     install_redaction()
     out = Output(args.json)
     try:

@@ -244,9 +244,7 @@ class HubClient:
                 ws.transport.abort()
                 return
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    ws.send(encode_message(MessageType.PING, None, new_message_id())), c.WRITE_WAIT
-                )
+                await asyncio.wait_for(ws.send(encode_message(MessageType.PING, None, new_message_id())), c.WRITE_WAIT)
 
     async def _notice_drop(self, ws: ClientConnection) -> None:
         """A send found the socket closed: wait until the read loop has seen it too (it clears
@@ -369,11 +367,7 @@ class HubClient:
         return reply_type, payload_dict if isinstance(payload_dict, dict) else {}
 
     async def request(
-        self,
-        message_type: MessageType,
-        payload: BaseModel | None,
-        reply_model: type[ReplyT],
-        timeout: float | None = None,
+        self, message_type: MessageType, payload: BaseModel | None, reply_model: type[ReplyT], timeout: float | None = None
     ) -> ReplyT:
         await self.wait_connected()
         _, reply = await self._exchange(message_type, payload, timeout)
@@ -382,9 +376,7 @@ class HubClient:
         except ValidationError as error:
             raise AgentError(500, f"malformed {message_type.value} reply: {error}") from None
 
-    async def send_chunk(
-        self, header: m.ChunkHeader, data: bytes | memoryview
-    ) -> asyncio.Future[m.UploadChunkResponse]:
+    async def send_chunk(self, header: m.ChunkHeader, data: bytes | memoryview) -> asyncio.Future[m.UploadChunkResponse]:
         """Send one binary chunk; the returned future resolves with its acknowledgement."""
         ws = self._ws
         if ws is None or not self._connected.is_set():
@@ -441,58 +433,38 @@ class HubClient:
         return await self.request(MessageType.GET_STEAM_USERS, None, m.SteamUsersResponse)
 
     async def list_shortcuts(self, user_id: int | str) -> m.ShortcutsResponse:
-        return await self.request(
-            MessageType.LIST_SHORTCUTS, m.ListShortcuts(user_id=user_id), m.ShortcutsResponse
-        )
+        return await self.request(MessageType.LIST_SHORTCUTS, m.ListShortcuts(user_id=user_id), m.ShortcutsResponse)
 
     async def create_shortcut(
         self, user_id: int | str, shortcut: m.ShortcutSpec, restart_steam: bool = False
     ) -> m.OperationResult:
         payload = m.CreateShortcut(user_id=user_id, shortcut=shortcut, restart_steam=restart_steam or None)
-        return await self.request(
-            MessageType.CREATE_SHORTCUT, payload, m.OperationResult, timeout=self.request_timeout * 3
-        )
+        return await self.request(MessageType.CREATE_SHORTCUT, payload, m.OperationResult, timeout=self.request_timeout * 3)
 
-    async def delete_shortcut(
-        self, user_id: int | str, app_id: int, restart_steam: bool = False
-    ) -> m.OperationResult:
+    async def delete_shortcut(self, user_id: int | str, app_id: int, restart_steam: bool = False) -> m.OperationResult:
         payload = m.DeleteShortcut(user_id=user_id, app_id=app_id, restart_steam=restart_steam or None)
-        return await self.request(
-            MessageType.DELETE_SHORTCUT, payload, m.OperationResult, timeout=self.request_timeout * 3
-        )
+        return await self.request(MessageType.DELETE_SHORTCUT, payload, m.OperationResult, timeout=self.request_timeout * 3)
 
     async def apply_artwork(
         self, user_id: int | str, app_id: int, artwork: m.Artwork, restart_steam: bool = False
     ) -> m.ArtworkResponse:
-        payload = m.ApplyArtwork(
-            user_id=user_id, app_id=app_id, artwork=artwork, restart_steam=restart_steam or None
-        )
-        return await self.request(
-            MessageType.APPLY_ARTWORK, payload, m.ArtworkResponse, timeout=self.request_timeout * 3
-        )
+        payload = m.ApplyArtwork(user_id=user_id, app_id=app_id, artwork=artwork, restart_steam=restart_steam or None)
+        return await self.request(MessageType.APPLY_ARTWORK, payload, m.ArtworkResponse, timeout=self.request_timeout * 3)
 
     async def restart_steam(self) -> m.SteamResponse:
-        return await self.request(
-            MessageType.RESTART_STEAM, None, m.SteamResponse, timeout=self.request_timeout * 3
-        )
+        return await self.request(MessageType.RESTART_STEAM, None, m.SteamResponse, timeout=self.request_timeout * 3)
 
     async def init_upload(self, request: m.InitUpload) -> m.UploadInitResponse:
         return await self.request(MessageType.INIT_UPLOAD, request, m.UploadInitResponse)
 
-    async def complete_upload(
-        self, request: m.CompleteUpload, timeout: float | None = None
-    ) -> m.OperationResult:
+    async def complete_upload(self, request: m.CompleteUpload, timeout: float | None = None) -> m.OperationResult:
         return await self.request(MessageType.COMPLETE_UPLOAD, request, m.OperationResult, timeout=timeout)
 
     async def cancel_upload(self, upload_id: str) -> m.OperationResult:
-        return await self.request(
-            MessageType.CANCEL_UPLOAD, m.CancelUpload(upload_id=upload_id), m.OperationResult
-        )
+        return await self.request(MessageType.CANCEL_UPLOAD, m.CancelUpload(upload_id=upload_id), m.OperationResult)
 
     async def delete_game(self, request: m.DeleteGame) -> m.OperationResult:
-        return await self.request(
-            MessageType.DELETE_GAME, request, m.OperationResult, timeout=self.request_timeout * 3
-        )
+        return await self.request(MessageType.DELETE_GAME, request, m.OperationResult, timeout=self.request_timeout * 3)
 
     # --- deploying ----------------------------------------------------------------------------
 
@@ -511,6 +483,4 @@ class HubClient:
 
         if cache is None:
             cache = HashCache(self.config_dir / "hash-cache.json")
-        return await deploy_folder(
-            self, folder, options or DeployOptions(game_name=folder.name), progress, cache=cache
-        )
+        return await deploy_folder(self, folder, options or DeployOptions(game_name=folder.name), progress, cache=cache)

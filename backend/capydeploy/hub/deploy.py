@@ -187,9 +187,7 @@ class Deployment:
                 self.upload_id = reply.upload_id
                 await self._send_pass(reply)
                 self._report("installing", force=True)
-                result = await self.client.complete_upload(
-                    self._complete_request(), timeout=self._complete_timeout()
-                )
+                result = await self.client.complete_upload(self._complete_request(), timeout=self._complete_timeout())
                 self._take_reported(result.sha256 or {})
                 break
             except AgentError as error:
@@ -302,9 +300,7 @@ class Deployment:
         rejected: list[tuple[LocalFile, int, int, str]] = []
         lost: list[BaseException] = []
 
-        def settle(
-            file: LocalFile, offset: int, length: int, ack: asyncio.Future[m.UploadChunkResponse]
-        ) -> None:
+        def settle(file: LocalFile, offset: int, length: int, ack: asyncio.Future[m.UploadChunkResponse]) -> None:
             window.release()
             inflight.discard(ack)
             if ack.cancelled():
@@ -407,9 +403,7 @@ class Deployment:
                 self.acked += length
                 break
             else:
-                raise AgentError(
-                    400, f"{file.relative_path} at {offset}: rejected {CHUNK_RETRIES + 1} times ({reason})"
-                )
+                raise AgentError(400, f"{file.relative_path} at {offset}: rejected {CHUNK_RETRIES + 1} times ({reason})")
 
     def _report(self, phase: str, force: bool = False) -> None:
         if self._progress is None:
@@ -540,9 +534,7 @@ async def prepare(
         except OSError as exc:
             log.warning("could not save the hash cache %s: %s", cache.path, exc)
     if not hash_uncached:
-        known = {
-            f.relative_path: h for f in files if cache is not None and (h := cache.lookup(f)) is not None
-        }
+        known = {f.relative_path: h for f in files if cache is not None and (h := cache.lookup(f)) is not None}
         return files, known
     hashes = await hash_files(files, cache) if cache is not None else await hash_files(files, None)
     return files, hashes

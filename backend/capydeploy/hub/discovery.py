@@ -102,9 +102,7 @@ class _AgentBrowser:
 
     async def __aenter__(self) -> _AgentBrowser:
         self._zeroconf = AsyncZeroconf(interfaces=self._interfaces, ip_version=IPVersion.V4Only)
-        self._browser = AsyncServiceBrowser(
-            self._zeroconf.zeroconf, self._service_type, handlers=[self._on_change]
-        )
+        self._browser = AsyncServiceBrowser(self._zeroconf.zeroconf, self._service_type, handlers=[self._on_change])
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -26,9 +26,7 @@ def _eta(seconds: float | None) -> str:
 class ProgressView:
     """One line of progress per agent."""
 
-    def __init__(
-        self, agents: list[str], stream: TextIO | None = None, interactive: bool | None = None
-    ) -> None:
+    def __init__(self, agents: list[str], stream: TextIO | None = None, interactive: bool | None = None) -> None:
         self.stream = stream or sys.stderr
         self.interactive = self.stream.isatty() if interactive is None else interactive
         self._bars: dict[str, tqdm[Any]] = {}
@@ -39,15 +37,8 @@ class ProgressView:
 
             for position, agent in enumerate(agents):
                 self._bars[agent] = new_bar(
-                    total=0,
-                    unit="B",
-                    unit_scale=True,
-                    unit_divisor=1024,
-                    position=position,
-                    file=self.stream,
-                    desc=agent,
-                    dynamic_ncols=True,
-                    leave=True,
+                    total=0, unit="B", unit_scale=True, unit_divisor=1024, position=position, file=self.stream,
+                    desc=agent, dynamic_ncols=True, leave=True,
                 )
 
     def update(self, agent: str, progress: DeployProgress) -> None:

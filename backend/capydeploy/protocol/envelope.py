@@ -85,7 +85,9 @@ def parse_request(envelope: Envelope) -> tuple[MessageType, BaseModel]:
         ) from None
     model = REQUEST_MODELS.get(message_type)
     if model is None:
-        raise ProtocolError(ErrorCode.NOT_IMPLEMENTED, f"{message_type.value} is not a request", envelope.id)
+        raise ProtocolError(
+            ErrorCode.NOT_IMPLEMENTED, f"{message_type.value} is not a request", envelope.id
+        )
     return message_type, parse_payload(envelope, model)
 
 

@@ -72,8 +72,6 @@ Size = Annotated[StrictInt, Field(ge=0, le=MAX_FILE_SIZE)]
 AppId = Annotated[StrictInt, Field(ge=0, le=UINT32_MAX)]
 UserId = Annotated[StrictInt | StrictStr, AfterValidator(_user_id)]
 GameName = Annotated[StrictStr, AfterValidator(validate_game_name)]
-
-
 def _relative_path(value: str) -> str:
     # The error's location already names the field (relativePath, filePath, executable, exe).
     return validate_relative_path(value, "the path")

@@ -403,9 +403,7 @@ def remove_stale_temps(path: Path, backups: int) -> list[Path]:
     """Clear the temp files that a write of the file or of its backups, killed before its rename
     (SIGKILL, power loss), left in the folder. Only our own temp names, only older than a minute."""
     first, rotating = backup_paths(path, backups)
-    return remove_stale_temp_files(
-        path.parent, [path.name, first.name, *(backup.name for backup in rotating)]
-    )
+    return remove_stale_temp_files(path.parent, [path.name, first.name, *(backup.name for backup in rotating)])
 
 
 def write_backups(path: Path, data: bytes, backups: int, mode: int) -> None:

@@ -71,9 +71,7 @@ def finalize_tree(tree: Path, files: list[TreeFile], executable: str | None, wri
         fsync_directory(folder)
 
 
-def _finalize_file(
-    tree: Path, entry: TreeFile, executable: str | None, writer: FileWriter, *, fsync: bool
-) -> None:
+def _finalize_file(tree: Path, entry: TreeFile, executable: str | None, writer: FileWriter, *, fsync: bool) -> None:
     path = tree / entry.relative_path
     if entry.shared and _mode_still_right(path, entry.relative_path == executable):
         return

@@ -177,11 +177,7 @@ def _describes(manifest: InstalledManifest, game_dir: Path) -> bool:
             return False
         for entry in manifest.entries.values():
             info = os.lstat(game_dir / entry.path)
-            if (
-                not stat.S_ISREG(info.st_mode)
-                or info.st_size != entry.size
-                or info.st_mtime_ns != entry.mtime_ns
-            ):
+            if not stat.S_ISREG(info.st_mode) or info.st_size != entry.size or info.st_mtime_ns != entry.mtime_ns:
                 return False
     except OSError:
         return False

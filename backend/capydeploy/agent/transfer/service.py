@@ -176,9 +176,7 @@ class TransferService:
         self._writer: FileWriter = filesystem if filesystem is not None else OsFileWriter()
         self._free_space = free_space if free_space is not None else disk_free_bytes
         self._pool = ThreadPoolExecutor(
-            max_workers=WORKER_THREADS,
-            thread_name_prefix="capydeploy-transfer",
-            initializer=_yield_to_the_loop,
+            max_workers=WORKER_THREADS, thread_name_prefix="capydeploy-transfer", initializer=_yield_to_the_loop
         )
         # Whole-file hash chains run here, one node after another (see filehash.py).
         self._hash_pool = ThreadPoolExecutor(
@@ -355,7 +353,9 @@ class TransferService:
             job.add_done_callback(functools.partial(self._completion_done, key))
         return await asyncio.shield(job)
 
-    async def _complete(self, hub_id: str, upload_id: str, sha256: Mapping[str, str] | None) -> InstalledGame:
+    async def _complete(
+        self, hub_id: str, upload_id: str, sha256: Mapping[str, str] | None
+    ) -> InstalledGame:
         async with self._lock:
             session = self._session_of(hub_id, upload_id)
             if session.state is not SessionState.ACTIVE:
@@ -506,9 +506,7 @@ class TransferService:
         # hashes_fit is O(files): it runs in a worker, not on the loop.
         live = [s for s in self._sessions.values() if s.signature == signature]
         for session in live:
-            if session.state is SessionState.ACTIVE and await self._run(
-                None, hashes_fit, session.record.files, files
-            ):
+            if session.state is SessionState.ACTIVE and await self._run(None, hashes_fit, session.record.files, files):
                 # A dropped connection may still have chunks in flight; let them land first.
                 await session.quiesce()
                 return session
@@ -988,9 +986,7 @@ def _yield_to_the_loop() -> None:
         return
     thread = threading.get_native_id()
     try:
-        os.setpriority(
-            os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + WORKER_NICENESS)
-        )
+        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + WORKER_NICENESS))
     except OSError:
         pass  # not allowed here: run at the normal priority
 
