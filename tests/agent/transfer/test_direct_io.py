@@ -125,9 +125,7 @@ def test_a_filesystem_that_refuses_o_direct_gets_page_cache_writes(
     assert write_and_read_back(writer, path, writes) == model_of(writes)
 
 
-def test_a_direct_write_refused_later_falls_back_for_good(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_direct_write_refused_later_falls_back_for_good(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not direct_io_supported(tmp_path):
         pytest.skip("this filesystem refuses O_DIRECT")
     writer = OsFileWriter()
