@@ -20,22 +20,26 @@ from capydeploy.agent.transfer.session import upload_signature
 
 SIZE = 64
 spans = st.tuples(st.integers(0, SIZE), st.integers(0, SIZE)).map(sorted)
-operations = st.lists(st.tuples(st.booleans(), spans), max_size=40)
+operations = st.lists(st.tuples(st.sampled_from(["add", "add", "remove", "clear"]), spans), max_size=40)
 
 
 @given(operations)
-def test_byte_ranges_match_a_set_of_bytes(ops: list[tuple[bool, list[int]]]) -> None:
+def test_byte_ranges_match_a_set_of_bytes(ops: list[tuple[str, list[int]]]) -> None:
     ranges = ByteRanges()
     model: set[int] = set()
-    for adding, (start, end) in ops:
+    for operation, (start, end) in ops:
         span = set(range(start, end))
-        if adding:
+        if operation == "add":
             assert ranges.add(start, end) == len(span - model)
             model |= span
-        else:
+        elif operation == "remove":
             assert ranges.remove(start, end) == len(span & model)
             model -= span
+        else:
+            ranges.clear()
+            model.clear()
         assert ranges.total == len(model)
+        assert ranges.covers(start, end) == (span <= model)
         prefix = 0
         while prefix in model:
             prefix += 1

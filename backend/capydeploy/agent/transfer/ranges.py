@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from typing import cast
+
+# The bounds of a set that holds nothing: shared, so a file with no bytes yet (and a game may list
+# 100 000) costs no lists. Replaced by lists on the first `add`.
+_NONE_HELD: tuple[int, ...] = ()
 
 
 class ByteRanges:
@@ -15,8 +20,8 @@ class ByteRanges:
     __slots__ = ("_ends", "_starts", "_total")
 
     def __init__(self) -> None:
-        self._starts: list[int] = []
-        self._ends: list[int] = []
+        self._starts: list[int] | tuple[int, ...] = _NONE_HELD
+        self._ends: list[int] | tuple[int, ...] = _NONE_HELD
         self._total = 0
 
     @property
@@ -31,7 +36,11 @@ class ByteRanges:
         """Mark `[start, end)` held; return how many of those bytes were new."""
         if end <= start:
             return 0
-        starts, ends = self._starts, self._ends
+        if not self._starts:
+            self._starts, self._ends = [start], [end]
+            self._total = end - start
+            return end - start
+        starts, ends = cast(list[int], self._starts), cast(list[int], self._ends)
         # Fast path: chunks that arrive in order extend the last interval.
         if ends and start == ends[-1]:
             ends[-1] = end
@@ -62,11 +71,11 @@ class ByteRanges:
         """Forget `[start, end)`; return how many held bytes were dropped."""
         if end <= start:
             return 0
-        starts, ends = self._starts, self._ends
-        i = bisect_right(ends, start)  # first interval ending after start
-        j = bisect_left(starts, end)  # first interval starting at or after end
+        i = bisect_right(self._ends, start)  # first interval ending after start
+        j = bisect_left(self._starts, end)  # first interval starting at or after end
         if i >= j:
             return 0
+        starts, ends = cast(list[int], self._starts), cast(list[int], self._ends)  # not empty
         removed = 0
         new_starts: list[int] = []
         new_ends: list[int] = []
@@ -85,8 +94,7 @@ class ByteRanges:
         return removed
 
     def clear(self) -> None:
-        self._starts.clear()
-        self._ends.clear()
+        self._starts = self._ends = _NONE_HELD
         self._total = 0
 
     def prefix_end(self) -> int:
