@@ -69,9 +69,7 @@ class FileWriter(Protocol):
 
 
 _SYNCFS = linux_libc_function("syncfs", (ctypes.c_int,))
-_SYNC_FILE_RANGE = linux_libc_function(
-    "sync_file_range", (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint)
-)
+_SYNC_FILE_RANGE = linux_libc_function("sync_file_range", (ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint))
 _SYNC_FILE_RANGE_WRITE = 2  # start write-out of dirty pages, do not wait
 
 _O_DIRECT: int = getattr(os, "O_DIRECT", 0)
