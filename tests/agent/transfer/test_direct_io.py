@@ -62,13 +62,29 @@ def model_of(writes: list[tuple[int, bytes]]) -> bytes:
     return bytes(content)
 
 
-def test_large_aligned_writes_use_the_direct_descriptor(tmp_path: Path) -> None:
+def test_large_aligned_writes_use_the_direct_descriptor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if not direct_io_supported(tmp_path):
         pytest.skip("this filesystem refuses O_DIRECT")
+    real_open = os.open
+    direct_opens: list[object] = []
+
+    def recording_open(path: object, flags: int, *args: int) -> int:
+        if flags & filesystem_module._O_DIRECT:
+            direct_opens.append(path)
+        return real_open(path, flags, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", recording_open)
     writer = OsFileWriter()
+    small = {"small.bin": [(0, os.urandom(50 * 1024))], "tail.bin": [(0, os.urandom(DIRECT_MIN_BYTES - 1))]}
+    for name, writes in small.items():
+        assert write_and_read_back(writer, tmp_path / name, writes) == model_of(writes)
+    assert direct_opens == []  # a file with no large aligned piece costs one open, not two
     handle = writer.open(tmp_path / "big.bin")
     try:
+        write_all(writer, handle, os.urandom(MiB), 0)
+        write_all(writer, handle, os.urandom(MiB), MiB)
         assert writer.writes_directly(handle)
+        assert direct_opens == [tmp_path / "big.bin"]  # opened once, at the first large write
     finally:
         writer.close(handle)
     assert not OsFileWriter(direct_io=False).writes_directly(-1)
@@ -120,9 +136,13 @@ def test_a_filesystem_that_refuses_o_direct_gets_page_cache_writes(
     writes = [(0, os.urandom(MiB)), (MiB, os.urandom(MiB + 5))]
     path = tmp_path / "fuse.bin"
     handle = writer.open(path)
-    assert not writer.writes_directly(handle)
-    writer.close(handle)
-    assert write_and_read_back(writer, path, writes) == model_of(writes)
+    try:
+        for offset, data in writes:
+            write_all(writer, handle, data, offset)
+        assert not writer.writes_directly(handle)  # the twin was refused at its first use
+    finally:
+        writer.close(handle)
+    assert path.read_bytes() == model_of(writes)
 
 
 def test_a_direct_write_refused_later_falls_back_for_good(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -131,7 +151,7 @@ def test_a_direct_write_refused_later_falls_back_for_good(tmp_path: Path, monkey
     writer = OsFileWriter()
     path = tmp_path / "odd.bin"
     handle = writer.open(path)
-    direct_handle = writer._direct_handles[handle]
+    direct_handle = writer._twin(handle)  # opened now rather than at the first large write
     real_pwrite = os.pwrite
     refused: list[int] = []
 
@@ -159,7 +179,7 @@ def test_other_direct_write_errors_are_reported(tmp_path: Path, monkeypatch: pyt
         pytest.skip("this filesystem refuses O_DIRECT")
     writer = OsFileWriter()
     handle = writer.open(tmp_path / "full.bin")
-    direct_handle = writer._direct_handles[handle]
+    direct_handle = writer._twin(handle)  # opened now rather than at the first large write
     real_pwrite = os.pwrite
 
     def pwrite(fd: int, data: bytes, offset: int) -> int:

@@ -73,6 +73,7 @@ _SYNC_FILE_RANGE = linux_libc_function("sync_file_range", (ctypes.c_int, ctypes.
 _SYNC_FILE_RANGE_WRITE = 2  # start write-out of dirty pages, do not wait
 
 _O_DIRECT: int = getattr(os, "O_DIRECT", 0)
+_OPEN_FLAGS = os.O_RDWR | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 # Direct I/O wants the buffer, the offset and the length aligned to the device's logical block
 # (512 B or 4 KiB); 4 KiB suits both.
 DIRECT_ALIGNMENT = 4096
@@ -125,30 +126,45 @@ class OsFileWriter:
 
     def __init__(self, direct_io: bool = True) -> None:
         self._direct_io = direct_io and _O_DIRECT != 0
+        # The path of each open file that may still get its O_DIRECT twin: opened at its first
+        # large aligned write, so a small file (most of a game of many files) costs one open.
+        self._paths: dict[int, Path] = {}
         self._direct_handles: dict[int, int] = {}  # ordinary descriptor -> its O_DIRECT twin
-        # Twins that failed with EINVAL; closed with the file, not at once, as another thread may
-        # be writing through them.
+        # Files whose twin could not be opened or failed with EINVAL; a refused twin is closed with
+        # the file, not at once, as another thread may be writing through it.
         self._direct_refused: set[int] = set()
+        self._twin_lock = threading.Lock()
         self._buffers = _AlignedBufferPool()
 
     def open(self, path: Path) -> int:
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
-        handle = os.open(path, flags, STAGED_FILE_MODE)
+        handle = os.open(path, _OPEN_FLAGS | os.O_CREAT, STAGED_FILE_MODE)
         if self._direct_io:
-            try:
-                self._direct_handles[handle] = os.open(path, (flags & ~os.O_CREAT) | _O_DIRECT)
-            except OSError:
-                pass  # no direct I/O on this filesystem: page-cache writes only
+            self._paths[handle] = path
         return handle
 
     def writes_directly(self, handle: int) -> bool:
-        """Whether large aligned writes to this file bypass the page cache."""
-        return handle in self._direct_handles and handle not in self._direct_refused
+        """Whether large aligned writes to this file bypass the page cache (so far: a file whose
+        twin has not been needed yet is expected to)."""
+        return handle in self._paths and handle not in self._direct_refused
+
+    def _twin(self, handle: int) -> int | None:
+        """The O_DIRECT descriptor of `handle`, opened on first use; None if there is none."""
+        direct = self._direct_handles.get(handle)
+        if direct is not None or handle not in self._paths or handle in self._direct_refused:
+            return direct
+        with self._twin_lock:  # two threads may write large pieces of one file at once
+            direct = self._direct_handles.get(handle)
+            if direct is None and handle not in self._direct_refused:
+                try:
+                    direct = self._direct_handles[handle] = os.open(self._paths[handle], _OPEN_FLAGS | _O_DIRECT)
+                except OSError:
+                    self._direct_refused.add(handle)  # no direct I/O on this filesystem
+        return direct
 
     def pwrite(self, handle: int, data: BytesLike, offset: int) -> int:
-        direct = self._direct_handles.get(handle)
         aligned_and_large = offset % DIRECT_ALIGNMENT == 0 and len(data) >= DIRECT_MIN_BYTES
-        if direct is not None and aligned_and_large and handle not in self._direct_refused:
+        direct = self._twin(handle) if aligned_and_large else None
+        if direct is not None and handle not in self._direct_refused:
             length = len(data) - len(data) % DIRECT_ALIGNMENT
             buffer = self._buffers.take(length)
             try:
@@ -194,6 +210,7 @@ class OsFileWriter:
         return True
 
     def close(self, handle: int) -> None:
+        self._paths.pop(handle, None)
         self._direct_refused.discard(handle)
         direct = self._direct_handles.pop(handle, None)
         if direct is not None:

@@ -35,14 +35,26 @@ class HandleCache:
     def acquire(self, path: Path) -> int:
         with self._lock:
             entry = self._entries.get(path)
+            if entry is not None:
+                self._entries.move_to_end(path)
+                entry.users += 1
+                return entry.handle
+        # Opened outside the lock: creating a file waits on the filesystem, and the other worker
+        # threads (each writing another file of a game of many) must not queue behind it.
+        handle = self._writer.open(path)
+        with self._lock:
+            entry = self._entries.get(path)
             if entry is None:
-                self._evict_idle(self._limit - 1)
-                entry = _Entry(self._writer.open(path))
-                self._entries[path] = entry
+                entry = self._entries[path] = _Entry(handle)
+                entry.users += 1  # before the eviction, which takes only idle entries
+                to_close = self._take_idle(self._limit)
             else:
                 self._entries.move_to_end(path)
-            entry.users += 1
-            return entry.handle
+                entry.users += 1
+                to_close = [handle]  # another thread opened it meanwhile: use that one
+            kept = entry.handle
+        self._close(to_close)
+        return kept
 
     def release(self, path: Path) -> None:
         with self._lock:
@@ -54,26 +66,35 @@ class HandleCache:
         """Close `path`'s handle (before it is unlinked or replaced); it must be idle."""
         with self._lock:
             entry = self._entries.get(path)
-            if entry is not None and entry.users == 0:
-                del self._entries[path]
-                self._writer.close(entry.handle)
+            if entry is None or entry.users != 0:
+                return
+            del self._entries[path]
+        self._writer.close(entry.handle)
 
     def close_all(self) -> None:
         """Close every idle handle; call once no worker uses the cache."""
         with self._lock:
-            self._evict_idle(0)
+            to_close = self._take_idle(0)
+        self._close(to_close)
 
-    def _evict_idle(self, keep: int) -> None:
-        # Oldest first; handles in use are skipped, so the cache may briefly exceed its limit.
+    def _take_idle(self, keep: int) -> list[int]:
+        """Remove idle entries, oldest first, until at most `keep` remain; their handles, to close
+        once the lock is released. Handles in use stay, so the cache may briefly exceed its limit."""
+        taken: list[int] = []
         if len(self._entries) <= keep:
-            return
+            return taken
         for path in list(self._entries):
             if len(self._entries) <= keep:
                 break
             entry = self._entries[path]
             if entry.users == 0:
                 del self._entries[path]
-                try:
-                    self._writer.close(entry.handle)
-                except OSError:
-                    pass
+                taken.append(entry.handle)
+        return taken
+
+    def _close(self, handles: list[int]) -> None:
+        for handle in handles:
+            try:
+                self._writer.close(handle)
+            except OSError:
+                pass
