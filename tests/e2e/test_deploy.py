@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from capydeploy.agent.server import Agent
+from capydeploy.hub import deploy as deploy_module
 from capydeploy.hub.client import HubClient
 from capydeploy.hub.deploy import DeployOptions, DeployProgress
 from capydeploy.hub.errors import AgentError
+from capydeploy.hub.hashcache import FileChangedError
 from capydeploy.protocol import messages as m
 from capydeploy.protocol import new_message_id
 from tests.conftest import AgentFactory, code_from_state, url_of
@@ -246,3 +248,23 @@ async def test_game_of_many_files(agent: Agent, paired_hub: HubClient, tmp_path:
     again = await paired_hub.deploy(game, options("Many"))
     assert again.bytes_sent == 0 and again.files == 1500
     assert tree(agent.install_dir / "Many") == files
+
+
+async def test_a_file_changed_while_it_is_sent_stops_the_deploy(
+    agent: Agent, paired_hub: HubClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {f"file-{i:03}.dat": os.urandom(1000) for i in range(100)}  # two read batches
+    game = make_game(tmp_path / "Moving", files)
+    real_read = deploy_module._read_chunk
+
+    def read_then_edit(handle, offset, length, *rest):  # type: ignore[no-untyped-def]
+        result = real_read(handle, offset, length, *rest)
+        if Path(handle.name).name == "file-070.dat":
+            with open(handle.name, "ab") as edited:  # the user saves a new build meanwhile
+                edited.write(b"more")
+        return result
+
+    monkeypatch.setattr(deploy_module, "_read_chunk", read_then_edit)
+    with pytest.raises(FileChangedError, match=r"file-070\.dat"):
+        await paired_hub.deploy(game, options("Moving"))
+    assert not (agent.install_dir / "Moving").exists()

@@ -35,6 +35,9 @@ HASH_ON_COMPLETE = "complete_sha256"
 # found for files the Hub gave none for.
 HASH_FROM_AGENT = "result_sha256"
 ETA_AFTER_BYTES = 1024 * 1024  # time left is shown once this much was acknowledged
+# The sender's read-ahead: a batch of chunks is read on a worker thread while the one before is sent.
+READ_BATCH_BYTES = 4 * 1024 * 1024
+READ_BATCH_PIECES = 64
 
 
 @dataclass
@@ -322,34 +325,24 @@ class Deployment:
                 else:
                     # Held already (maybe an older version of it), yet its hash is still needed.
                     self._computed[file.relative_path] = await asyncio.to_thread(sha256_of_file, file)
-        for file, start in plan:
-            self._current = file.relative_path
-            running = self._running_hash(file)
-            with file.path.open("rb") as handle:
-                if running is not None and start:
-                    await asyncio.to_thread(_feed_prefix, handle, start, running)
-                reader = _ReadAhead(handle, start, file.size, chunk_size, running)
-                try:
-                    while not lost and reader.more:
-                        await window.acquire()
-                        try:
-                            offset, data, checksum = await reader.next()
-                        except BaseException:
-                            window.release()
-                            raise
-                        ack = await self._send(file, offset, data, checksum, window)
-                        inflight.add(ack)
-                        ack.add_done_callback(functools.partial(settle, file, offset, len(data)))
-                finally:
-                    await reader.close()
-                if self._hash_unknown(file) and not lost:
-                    # Whoever hashes it (here or the Agent), the hash is kept only for the file
-                    # that was scanned.
-                    _check_unchanged(file, os.fstat(handle.fileno()))
-                if running is not None and not lost:
-                    self._computed[file.relative_path] = running.hexdigest()
-            if lost:
-                break
+        reader = _PlanReader(
+            [_PlannedFile(file, start, self._running_hash(file), self._hash_unknown(file)) for file, start in plan],
+            chunk_size,
+        )
+        try:
+            while not lost and (batch := await reader.next_batch()):
+                for piece in batch:
+                    if lost:
+                        break
+                    self._current = piece.file.relative_path
+                    await window.acquire()
+                    ack = await self._send(piece.file, piece.offset, piece.data, piece.checksum, window)
+                    inflight.add(ack)
+                    ack.add_done_callback(functools.partial(settle, piece.file, piece.offset, len(piece.data)))
+                    if piece.whole_file_sha256 is not None:
+                        self._computed[piece.file.relative_path] = piece.whole_file_sha256
+        finally:
+            await reader.close()
         if inflight:
             await asyncio.wait(set(inflight))
         if lost:
@@ -453,48 +446,93 @@ def _read_chunk(
     return data, hashlib.sha256(data).hexdigest()
 
 
-class _ReadAhead:
-    """A file's chunks, read in order on a worker thread one chunk ahead of the sender, so reading
-    and hashing the next chunk overlaps sending this one."""
+@dataclass(frozen=True, slots=True)
+class _PlannedFile:
+    file: LocalFile
+    start: int  # the first byte to send (the Agent holds what comes before)
+    running: hashlib._Hash | None  # the whole-file hash to feed as it is read, if the Hub computes it
+    check: bool  # its hash is still unknown: make sure it is the scanned file once read
 
-    def __init__(
-        self, handle: BinaryIO, start: int, size: int, chunk_size: int, whole_file: hashlib._Hash | None
-    ) -> None:
-        self._handle = handle
-        self._size = size
+
+@dataclass(frozen=True, slots=True)
+class _Piece:
+    file: LocalFile
+    offset: int
+    data: bytes
+    checksum: str
+    whole_file_sha256: str | None  # with the file's last piece, when the Hub computed its hash
+
+
+class _PlanReader:
+    """The chunks of every planned file, in order, read and checksummed on a worker thread one
+    batch ahead of the sender.
+
+    A batch is up to READ_BATCH_BYTES or READ_BATCH_PIECES chunks, across file boundaries: a game
+    of many small files costs a thread round trip per batch rather than per file, and its files are
+    opened and closed on the worker thread, not on the event loop.
+    """
+
+    def __init__(self, plan: list[_PlannedFile], chunk_size: int) -> None:
+        self._plan = plan
         self._chunk_size = chunk_size
-        self._whole_file = whole_file
-        self._offset = start
-        self._next = self._read_at(start)
+        # Where the worker thread is; touched only by the one batch being read at a time.
+        self._index = 0
+        self._handle: BinaryIO | None = None
+        self._offset = 0
+        self._next = self._read_ahead()
 
-    @property
-    def more(self) -> bool:
-        return self._next is not None
-
-    def _read_at(self, offset: int) -> asyncio.Future[tuple[bytes, str]] | None:
-        if offset >= self._size:
+    def _read_ahead(self) -> asyncio.Future[list[_Piece]] | None:
+        if self._index >= len(self._plan):
             return None
-        length = min(self._chunk_size, self._size - offset)
-        return asyncio.ensure_future(
-            asyncio.to_thread(_read_chunk, self._handle, offset, length, self._whole_file)
-        )
+        return asyncio.ensure_future(asyncio.to_thread(self._read_batch))
 
-    async def next(self) -> tuple[int, bytes, str]:
-        """(offset, data, checksum) of the next chunk; starts reading the one after."""
-        assert self._next is not None
-        offset = self._offset
-        data, checksum = await self._next
-        self._offset = offset + len(data)
-        self._next = self._read_at(self._offset)
-        return offset, data, checksum
+    async def next_batch(self) -> list[_Piece]:
+        """The next batch of chunks; empty once every planned byte was read."""
+        if self._next is None:
+            return []
+        batch = await self._next
+        self._next = self._read_ahead()
+        return batch
+
+    def _read_batch(self) -> list[_Piece]:
+        pieces: list[_Piece] = []
+        size = 0
+        while self._index < len(self._plan) and size < READ_BATCH_BYTES and len(pieces) < READ_BATCH_PIECES:
+            planned = self._plan[self._index]
+            file = planned.file
+            if self._handle is None:
+                self._handle = file.path.open("rb")
+                self._offset = planned.start
+                if planned.running is not None and planned.start:
+                    _feed_prefix(self._handle, planned.start, planned.running)
+            offset = self._offset
+            data, checksum = _read_chunk(self._handle, offset, min(self._chunk_size, file.size - offset), planned.running)
+            self._offset += len(data)
+            size += len(data)
+            digest = None
+            if self._offset >= file.size:
+                if planned.check:
+                    # Whoever hashes it (here or the Agent), the hash is kept only for the file
+                    # that was scanned.
+                    _check_unchanged(file, os.fstat(self._handle.fileno()))
+                if planned.running is not None:
+                    digest = planned.running.hexdigest()
+                self._handle.close()
+                self._handle = None
+                self._index += 1
+            pieces.append(_Piece(file, offset, data, checksum, digest))
+        return pieces
 
     async def close(self) -> None:
-        """Wait for a read still running (its thread uses the handle about to be closed)."""
+        """Wait for a batch still being read (its thread uses the handle about to be closed)."""
         pending, self._next = self._next, None
         if pending is not None:
             await asyncio.wait([pending])
             if not pending.cancelled():
                 pending.exception()  # read, so an error of a chunk never sent is not reported
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
 
 
 def _feed_prefix(handle: BinaryIO, end: int, hasher: hashlib._Hash) -> None:

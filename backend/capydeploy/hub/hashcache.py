@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -102,8 +103,11 @@ def _key(path: Path) -> str:
     return os.path.abspath(path)
 
 
+_SHA256_HEX = re.compile("[0-9a-f]{64}")
+
+
 def _is_sha256_hex(value: str) -> bool:
-    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    return _SHA256_HEX.fullmatch(value) is not None
 
 
 def _load(path: Path) -> dict[str, tuple[int, int, str]]:
