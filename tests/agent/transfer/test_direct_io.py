@@ -10,6 +10,7 @@ import errno
 import os
 import random
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -265,3 +266,32 @@ async def test_an_installed_upload_leaves_no_write_buffer_behind(
     reply = await service.init_upload(HUB, make_request("Other", files))
     await send(service, all_frames(reply.upload_id, files, chunk=MiB)[:1])
     assert service.release_buffers() == 1
+
+
+def test_files_are_created_one_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Worker threads racing to create files in one folder spin on its lock in the kernel.
+    real_open = os.open
+    state = {"now": 0, "most": 0}
+    guard = threading.Lock()
+
+    def slow_open(path: object, flags: int, *args: int) -> int:
+        with guard:
+            state["now"] += 1
+            state["most"] = max(state["most"], state["now"])
+        try:
+            time.sleep(0.002)  # long enough for the other threads to arrive
+            return real_open(path, flags, *args)  # type: ignore[arg-type]
+        finally:
+            with guard:
+                state["now"] -= 1
+
+    monkeypatch.setattr(os, "open", slow_open)
+    writer = OsFileWriter()
+
+    def create(index: int) -> None:
+        writer.close(writer.open(tmp_path / f"{index}.bin"))
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(create, range(40)))
+    assert state["most"] == 1
+    assert len(list(tmp_path.iterdir())) == 40
