@@ -18,6 +18,7 @@ import pytest
 from capydeploy.agent.transfer import TransferService, install
 from capydeploy.agent.transfer import service as service_module
 from capydeploy.agent.transfer.manifest import manifest_path, read_manifest, unchanged_installed_file
+from capydeploy.agent.transfer.staging import trash_dir
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
 from tests.agent.transfer.conftest import ServiceFactory
 from tests.agent.transfer.transfer_helpers import (
@@ -94,7 +95,8 @@ KILL_POINTS = [
     pytest.param("swap_into_place", V1, id="old-manifest-aside-before-the-swap"),
     pytest.param("rename-tree", V1, id="between-the-two-renames"),
     pytest.param("publish_manifest", V2, id="after-the-swap-before-the-manifest"),
-    pytest.param("remove_staging", V2, id="after-the-manifest-before-cleanup"),
+    pytest.param("trash_staging", V2, id="after-the-manifest-before-cleanup"),
+    pytest.param("_empty_trash_entry", V2, id="staging-in-the-trash-not-yet-deleted"),
 ]
 
 
@@ -132,6 +134,8 @@ async def test_an_agent_killed_anywhere_in_complete_upload_keeps_redeploys_incre
         assert files_of(installed.path) == V2
         assert vouched(games) == {path: sha(data) for path, data in V2.items()}
         assert list(staging_root(games).iterdir()) == []
+        await second.discard_expired()  # the periodic clean-up empties the trash
+        assert not trash_dir(games).exists() or list(trash_dir(games).iterdir()) == []
     finally:
         freeze.thaw.set()
         await asyncio.gather(dying, return_exceptions=True)

@@ -11,6 +11,7 @@ import pytest
 
 from capydeploy.agent.transfer import TransferService, incremental, install
 from capydeploy.agent.transfer.manifest import manifest_path
+from capydeploy.agent.transfer.staging import trash_dir
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
 from tests.agent.transfer.conftest import ServiceFactory
 from tests.agent.transfer.transfer_helpers import (
@@ -312,3 +313,15 @@ async def test_after_close_calls_fail_cleanly(make_service: ServiceFactory) -> N
     with pytest.raises(ProtocolError) as caught:
         await service.init_upload(HUB, make_request("Late", {"f": b"x"}))
     assert caught.value.code == ErrorCode.INTERNAL
+
+
+async def test_the_replaced_version_is_deleted_after_the_reply(make_service: ServiceFactory, games: Path) -> None:
+    service = make_service()
+    await upload(service, "Game", version(1), exe="game.exe")
+    await upload(service, "Game", version(2), exe="game.exe")
+    installed = snapshot(games / "Game")
+    assert installed["notes.txt"] == b"v2"
+    assert list(staging_root(games).iterdir()) == []  # the staging folder left at once (to the trash)
+    await service.close()  # lets the deletion that runs after the reply finish
+    assert not trash_dir(games).exists() or list(trash_dir(games).iterdir()) == []
+    assert snapshot(games / "Game") == installed

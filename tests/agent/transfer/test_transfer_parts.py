@@ -10,9 +10,11 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import NamedTuple
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from capydeploy.agent.transfer import journal as journal_module
 from capydeploy.agent.transfer.filehash import FileHash, HashClaim, Hasher, hash_bytes_after
 from capydeploy.agent.transfer.journal import ChunkJournal, ChunkRecord, read_journal
 from capydeploy.agent.transfer.ranges import ByteRanges
@@ -67,6 +69,20 @@ def test_journal_round_trip_resets_and_torn_lines(tmp_path: Path) -> None:
         handle.write(b"garbled line\nC 1 0 5 " + b"e" * 30)  # garbage, then a torn last line
     assert read_journal(path, file_count=2) == {0: [a, c]}
     assert read_journal(tmp_path / "absent.log", file_count=2) == {}
+
+
+def test_journal_resets_in_bulk_act_like_single_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(journal_module, "RESETS_PER_WRITE", 3)  # several writes for 8 resets
+    path = tmp_path / "chunks.log"
+    journal = ChunkJournal(path)
+    records = [ChunkRecord(index, 0, 4, f"{index:x}" * 64) for index in range(10)]
+    for record in records:
+        journal.append_chunk(record)
+    journal.append_resets([0, 2, 3, 4, 5, 6, 8, 9])
+    journal.append_resets([])
+    journal.append_chunk(later := ChunkRecord(2, 0, 4, "f" * 64))
+    journal.close()
+    assert read_journal(path, file_count=10) == {1: [records[1]], 2: [later], 7: [records[7]]}
 
 
 def _node(file_hash: FileHash, start: int, data: bytes) -> tuple[HashClaim, Future[Hasher]]:

@@ -32,6 +32,10 @@ class HandleCache:
         self._lock = threading.Lock()
         self._entries: OrderedDict[Path, _Entry] = OrderedDict()
 
+    def __len__(self) -> int:
+        """How many handles are open."""
+        return len(self._entries)
+
     def acquire(self, path: Path) -> int:
         with self._lock:
             entry = self._entries.get(path)

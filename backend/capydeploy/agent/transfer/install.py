@@ -161,11 +161,27 @@ def recover_install(layout: StagingLayout, target: Path, game_name: str) -> Swap
 
 def remove_staging(layout: StagingLayout, target: Path | None) -> None:
     """Delete a staging folder, but never an old version a failed swap left inside it."""
+    _settle_previous(layout, target)
+    remove_path(layout.folder)
+
+
+def trash_staging(layout: StagingLayout, target: Path) -> Path:
+    """`remove_staging` in one rename: the staging folder (with the old version the swap put in
+    it) goes to the trash, to be deleted later; returns where it went. The trash is emptied at
+    start-up too, should the Agent stop first."""
+    _settle_previous(layout, target)
+    trash = trash_dir(layout.root)
+    trash.mkdir(parents=True, exist_ok=True)
+    aside = trash / layout.upload_id
+    os.rename(layout.folder, aside)
+    return aside
+
+
+def _settle_previous(layout: StagingLayout, target: Path | None) -> None:
     if os.path.lexists(layout.previous):
         if target is None:
             raise OSError(errno.EEXIST, f"{layout.previous} may hold an installed game; left in place")
         recover_swap(layout, target)
-    remove_path(layout.folder)
 
 
 def delete_installed(root: Path, target: Path) -> None:

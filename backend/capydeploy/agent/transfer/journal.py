@@ -15,8 +15,11 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+RESETS_PER_WRITE = 4096
 
 _CHUNK = re.compile(r"^C (\d+) (\d+) (\d+) ([0-9a-f]{64})$")
 _RESET = re.compile(r"^R (\d+)$")
@@ -43,6 +46,11 @@ class ChunkJournal:
 
     def append_reset(self, file_index: int) -> None:
         self._append(f"R {file_index}\n")
+
+    def append_resets(self, file_indices: Sequence[int]) -> None:
+        """Reset many files, a few thousand records to a write rather than one each."""
+        for start in range(0, len(file_indices), RESETS_PER_WRITE):
+            self._append("".join(f"R {index}\n" for index in file_indices[start : start + RESETS_PER_WRITE]))
 
     def close(self) -> None:
         with self._lock:

@@ -48,6 +48,7 @@ from .install import (
     recover_install,
     remove_staging,
     swap_into_place,
+    trash_staging,
 )
 from .journal import ChunkJournal, ChunkRecord
 from .manifest import (
@@ -624,10 +625,11 @@ class TransferService:
         rather than on the loop; the session is PREPARING, no other job touches it)."""
         assert session.journal is not None
         made_folders: set[str] = set()
+        # Whatever was staged for these files is replaced, so a restart must not count it either.
+        session.journal.append_resets(plan.indices)
         for item in carry_items(plan, session.files):
-            # Whatever was staged for this file is replaced, so a restart must not count it either.
-            session.journal.append_reset(item.index)
-            session.handles.forget(Path(item.dest))
+            if session.handles:  # a new upload has none open: no Path to build for each file
+                session.handles.forget(Path(item.dest))
             result = carry_file(item, self._writer, self.chunk_size, made_folders)
             if result is not None and not result.linked:
                 session.journal.append_chunk(ChunkRecord(item.index, 0, item.size, item.sha256))
@@ -888,7 +890,8 @@ class TransferService:
             log.warning("installed %r but could not record its manifest: %s", session.game_name, exc)
         _quietly(_close_files, session)
         try:
-            remove_staging(layout, target)
+            # Deleted after the reply: the old version may be thousands of files.
+            self._delete_later(trash_staging(layout, target))
         except OSError as exc:
             log.warning("could not remove staging folder %s: %s", layout.folder, exc)
             self._leftovers.add(layout)
@@ -957,6 +960,13 @@ class TransferService:
         with self._jobs_lock:
             self._jobs_running -= 1
             self._last_job_end = time.monotonic()
+
+    def _delete_later(self, folder: Path) -> None:
+        """Delete a folder in the trash on a worker thread, without waiting for it."""
+        try:
+            self._submit(None, _empty_trash_entry, folder)
+        except ProtocolError:
+            pass  # shutting down: the trash is emptied at the next start
 
     def release_buffers(self) -> int:
         """Free the write buffers no transfer is using (the Agent calls this once transfers idle)."""
@@ -1051,6 +1061,13 @@ def _scan_staging(root: Path, live: frozenset[str]) -> _ScanResult:
         signature = upload_signature(record.hub_id, record.game_name, root, record.files)
         dormant.append(_Dormant(layout, record, max(record.created_at, touched or 0.0), signature))
     return _ScanResult(dormant, leftovers)
+
+
+def _empty_trash_entry(folder: Path) -> None:
+    try:
+        remove_path(folder)
+    except OSError as exc:
+        log.warning("could not delete %s (it is removed at the next start): %s", folder, exc)
 
 
 def _remove_leftovers(layouts: list[StagingLayout], roots: list[Path]) -> None:
