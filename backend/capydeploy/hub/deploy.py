@@ -284,7 +284,7 @@ class Deployment:
         """Send every byte the agent does not hold, keeping a window of chunks in flight."""
         held = reply.resume_from or {}
         chunk_size = reply.chunk_size
-        plan: list[tuple[LocalFile, int]] = []
+        plan: list[_PlannedFile] = []
         self.skipped = 0
         if self._sent_whole is None:  # the first pass: what the Agent holds now is not ours
             self._sent_whole = set()
@@ -296,7 +296,7 @@ class Deployment:
             start = file.size if held_bytes >= file.size else held_bytes - held_bytes % chunk_size
             self.skipped += start
             if start < file.size:
-                plan.append((file, start))
+                plan.append(_PlannedFile(file, start, self._running_hash(file), self._hash_unknown(file)))
         self.acked = 0
         window = asyncio.Semaphore(max(1, self.options.window_bytes // chunk_size))
         inflight: set[asyncio.Future[m.UploadChunkResponse]] = set()
@@ -325,10 +325,7 @@ class Deployment:
                 else:
                     # Held already (maybe an older version of it), yet its hash is still needed.
                     self._computed[file.relative_path] = await asyncio.to_thread(sha256_of_file, file)
-        reader = _PlanReader(
-            [_PlannedFile(file, start, self._running_hash(file), self._hash_unknown(file)) for file, start in plan],
-            chunk_size,
-        )
+        reader = _PlanReader(plan, chunk_size)
         try:
             while not lost and (batch := await reader.next_batch()):
                 for piece in batch:

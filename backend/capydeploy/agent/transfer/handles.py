@@ -43,8 +43,9 @@ class HandleCache:
                 self._entries.move_to_end(path)
                 entry.users += 1
                 return entry.handle
-        # Opened outside the lock: creating a file waits on the filesystem, and the other worker
-        # threads (each writing another file of a game of many) must not queue behind it.
+        # Opened outside the lock: creating a file waits on the filesystem, and meanwhile the other
+        # worker threads may take and give back handles already open (the writer itself makes
+        # creations wait for one another).
         handle = self._writer.open(path)
         with self._lock:
             entry = self._entries.get(path)

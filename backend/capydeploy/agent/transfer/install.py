@@ -170,11 +170,7 @@ def trash_staging(layout: StagingLayout, target: Path) -> Path:
     it) goes to the trash, to be deleted later; returns where it went. The trash is emptied at
     start-up too, should the Agent stop first."""
     _settle_previous(layout, target)
-    trash = trash_dir(layout.root)
-    trash.mkdir(parents=True, exist_ok=True)
-    aside = trash / layout.upload_id
-    os.rename(layout.folder, aside)
-    return aside
+    return _move_to_trash(layout.root, layout.folder, layout.upload_id)
 
 
 def _settle_previous(layout: StagingLayout, target: Path | None) -> None:
@@ -192,9 +188,15 @@ def delete_installed(root: Path, target: Path) -> None:
         target.unlink()
         fsync_directory(root)
         return
-    trash = trash_dir(root)
-    trash.mkdir(parents=True, exist_ok=True)
-    aside = trash / new_upload_id()
-    os.rename(target, aside)
+    aside = _move_to_trash(root, target, new_upload_id())
     fsync_directory(root)
     remove_path(aside)
+
+
+def _move_to_trash(root: Path, folder: Path, name: str) -> Path:
+    """Rename `folder` into the install root's trash as `name` (same filesystem: one rename)."""
+    trash = trash_dir(root)
+    trash.mkdir(parents=True, exist_ok=True)
+    aside = trash / name
+    os.rename(folder, aside)
+    return aside
