@@ -26,6 +26,9 @@ from .scan import LocalFile, scan_folder
 log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW_BYTES = 8 * 1024 * 1024
+# Chunks in flight at most, whatever their size: small files' chunks are many and tiny, and the
+# window must not shrink to a few KiB for them (each would then wait for a round trip).
+WINDOW_CHUNKS = 256
 CHUNK_RETRIES = 3
 MAX_RESUMES = 20
 INSTALL_RATE = 100 * 1024 * 1024  # bytes/s assumed for complete_upload's timeout
@@ -298,13 +301,13 @@ class Deployment:
             if start < file.size:
                 plan.append(_PlannedFile(file, start, self._running_hash(file), self._hash_unknown(file)))
         self.acked = 0
-        window = asyncio.Semaphore(max(1, self.options.window_bytes // chunk_size))
+        window = SendWindow(self.options.window_bytes, WINDOW_CHUNKS)
         inflight: set[asyncio.Future[m.UploadChunkResponse]] = set()
         rejected: list[tuple[LocalFile, int, int, str]] = []
         lost: list[BaseException] = []
 
         def settle(file: LocalFile, offset: int, length: int, ack: asyncio.Future[m.UploadChunkResponse]) -> None:
-            window.release()
+            window.release(length)
             inflight.discard(ack)
             if ack.cancelled():
                 return
@@ -332,7 +335,7 @@ class Deployment:
                     if lost:
                         break
                     self._current = piece.file.relative_path
-                    await window.acquire()
+                    await window.acquire(len(piece.data))
                     ack = await self._send(piece.file, piece.offset, piece.data, piece.checksum, window)
                     inflight.add(ack)
                     ack.add_done_callback(functools.partial(settle, piece.file, piece.offset, len(piece.data)))
@@ -362,13 +365,13 @@ class Deployment:
         return hashlib.sha256()
 
     async def _send(
-        self, file: LocalFile, offset: int, data: bytes, checksum: str, window: asyncio.Semaphore
+        self, file: LocalFile, offset: int, data: bytes, checksum: str, window: SendWindow
     ) -> asyncio.Future[m.UploadChunkResponse]:
         header = _chunk_header(self.upload_id, file.relative_path, offset, checksum)
         try:
             ack = await self.client.send_chunk(header, data)
         except BaseException:
-            window.release()
+            window.release(len(data))
             raise
         self.sent += len(data)
         return ack
@@ -418,6 +421,39 @@ class Deployment:
                 seconds_remaining=left / speed if speed > 0 and self.acked >= ETA_AFTER_BYTES else None,
             )
         )
+
+
+class SendWindow:
+    """Chunks in flight: at most `max_bytes` of data and `max_chunks` chunks, but always one (a
+    chunk larger than the window still goes, alone). One task sends; acknowledgements release."""
+
+    def __init__(self, max_bytes: int, max_chunks: int) -> None:
+        self._max_bytes = max_bytes
+        self._max_chunks = max_chunks
+        self.bytes = 0
+        self.chunks = 0
+        self._waiter: asyncio.Future[None] | None = None
+
+    def _room_for(self, size: int) -> bool:
+        if self.chunks == 0:
+            return True
+        return self.chunks < self._max_chunks and self.bytes + size <= self._max_bytes
+
+    async def acquire(self, size: int) -> None:
+        while not self._room_for(size):
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        self.bytes += size
+        self.chunks += 1
+
+    def release(self, size: int) -> None:
+        self.bytes -= size
+        self.chunks -= 1
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
 
 def _chunk_header(upload_id: str, relative_path: str, offset: int, checksum: str) -> m.ChunkHeader:

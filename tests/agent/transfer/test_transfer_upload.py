@@ -290,3 +290,34 @@ async def test_random_concurrent_traffic_never_installs_wrong_bytes(
         assert conflicting and "sha256 mismatch" in error.message
         return
     assert (installed.path / "f.bin").read_bytes() == good
+
+
+async def test_small_files_arriving_together_are_stored_in_batches(
+    service: TransferService, games: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A game of many small files: each file's one chunk is checked, written and hashed, a batch of
+    them per worker job (not one job each), and a bad chunk among them is refused alone."""
+    rng = random.Random(11)
+    files = {f"assets/{n // 50}/file{n}.bin": rng.randbytes(rng.randrange(1, CHUNK + 1)) for n in range(300)}
+    worker_jobs = 0
+    submit = service._submit
+
+    def counting_submit(*args: object, **kwargs: object) -> object:
+        nonlocal worker_jobs
+        worker_jobs += 1
+        return submit(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service, "_submit", counting_submit)
+    reply = await service.init_upload(HUB, make_request("Many", files))
+    worker_jobs = 0
+    frames = all_frames(reply.upload_id, files)
+    bad = frame(reply.upload_id, "assets/0/file7.bin", 0, files["assets/0/file7.bin"], checksum=sha(b"other"))
+    results = await asyncio.gather(
+        *[service.write_chunk(HUB, item) for item in [bad, *frames]], return_exceptions=True
+    )
+    assert isinstance(results[0], ProtocolError) and results[0].code == ErrorCode.BAD_REQUEST
+    assert all(not isinstance(result, BaseException) for result in results[1:])
+    assert worker_jobs < len(files) / 10  # batched: a few worker jobs for 300 files
+    installed = await service.complete_upload(HUB, reply.upload_id)  # every whole-file hash matches
+    installed_files = {path: data for path, data in snapshot(installed.path).items() if data != b"<dir>"}
+    assert installed_files == files

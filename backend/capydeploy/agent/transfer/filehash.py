@@ -95,7 +95,9 @@ class FileHash:
             return None
         return HashClaim(self.gen, self.upto, min(held_prefix_end, self.upto + limit), None, self.hasher)
 
-    def chained(self, claim: HashClaim, future: Future[Hasher]) -> None:
+    def chained(self, claim: HashClaim, future: Future[Hasher] | None) -> None:
+        """`claim` is being hashed by `future`; None only for a claim of the whole file, which
+        no later claim can build on."""
         self._tail = future
         self._tail_end = claim.end
 

@@ -8,6 +8,7 @@ import mmap
 import os
 import shutil
 import stat
+import sys
 import threading
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -270,17 +271,22 @@ def remove_path(path: Path) -> None:
     except FileNotFoundError:
         return
     if stat.S_ISDIR(info.st_mode):
-        try:
-            shutil.rmtree(path)
-        except FileNotFoundError:
-            # Something vanished under us while we removed the folder; finish the job.
-            if path.exists():
-                shutil.rmtree(path)
+        # Another thread may be deleting part of the same tree (the trash is emptied both by the
+        # job after an install and by the periodic clean-up): what it removed first is done.
+        if sys.version_info >= (3, 12):
+            shutil.rmtree(path, onexc=_unless_vanished)
+        else:
+            shutil.rmtree(path, onerror=lambda _fn, _path, exc_info: _unless_vanished(_fn, _path, exc_info[1]))
     else:
         try:
             path.unlink()
         except FileNotFoundError:
             pass
+
+
+def _unless_vanished(_fn: object, _path: object, exc: BaseException) -> None:
+    if not isinstance(exc, FileNotFoundError):
+        raise exc
 
 
 def allocated_bytes(folder: Path) -> int:

@@ -27,6 +27,7 @@ from ...protocol.errors import ErrorCode, ProtocolError
 from ...protocol.frames import ChunkFrame
 from ...protocol.messages import InitUpload, UploadChunkResponse, UploadFile, UploadInitResponse
 from ...protocol.paths import RESERVED_NAMES, PathRuleError, validate_absolute_path, validate_game_name
+from .batching import BatchedJobs
 from .filehash import FileHash, HashClaim, Hasher, hash_bytes_after, hash_disk_after
 from .filesystem import (
     MAX_PATH_BYTES,
@@ -96,6 +97,9 @@ WORKER_NICENESS = 5
 ACTIVITY_WRITE_INTERVAL = 60.0
 # How far one chunk may make the whole-file hash catch up by reading back from disk.
 CATCH_UP_CHUNKS = 8
+# A chunk that is a whole file of at most this size is stored in a batch with others like it (see
+# batching.py): its own work is smaller than a thread hand-off.
+SMALL_FILE_BYTES = 64 * 1024
 # Each time a file's writes cross a multiple of this, the block before is handed to the disk, so
 # the fsync at completion finds little left to write instead of the whole game.
 WRITEBACK_BLOCK = 8 * 1024 * 1024
@@ -146,6 +150,8 @@ class _ChunkWrite:
     checksum: str | None
     touch: float | None  # record activity on disk at this time, along with the chunk
     hash_job: Future[Hasher] | None  # this chunk's node of the whole-file hash chain
+    # The chunk is the whole file and starts its hash chain: its own hash is the file's (no node).
+    whole_file: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +186,7 @@ class TransferService:
             max_workers=WORKER_THREADS, thread_name_prefix="capydeploy-transfer", initializer=_yield_to_the_loop
         )
         # Whole-file hash chains run here, one node after another (see filehash.py).
+        self._small_files = BatchedJobs(lambda job: self._submit(None, job))
         self._hash_pool = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="capydeploy-hash", initializer=_yield_to_the_loop
         )
@@ -672,15 +679,21 @@ class TransferService:
         claim = file_hash.claim(offset, end)
         if claim is None and offset < file_hash.claimed_end:
             file_hash.invalidate()  # rewriting bytes already hashed
+        whole_file = claim is not None and offset == 0 and end == staged.size
         if claim is not None:
-            hash_job = self._submit(session, hash_bytes_after, claim, data, pool=self._hash_pool)
+            # A file in one chunk: the checksum's hash is the whole file's, no second pass.
+            hash_job = None if whole_file else self._submit(session, hash_bytes_after, claim, data, pool=self._hash_pool)
             file_hash.chained(claim, hash_job)
         committed = False
         wrote = True  # unless the checksum failed, the bytes on disk may have changed
         try:
             try:
-                chunk = _ChunkWrite(staged, offset, data, checksum, touch, hash_job)
-                stored, hasher = await self._run(session, self._store_chunk, session, chunk)
+                chunk = _ChunkWrite(staged, offset, data, checksum, touch, hash_job, whole_file)
+                if whole_file and end <= SMALL_FILE_BYTES:
+                    store = functools.partial(self._store_chunk, session, chunk)
+                    stored, hasher = await self._small_files.run(store, session.jobs.track)
+                else:
+                    stored, hasher = await self._run(session, self._store_chunk, session, chunk)
             except OSError as exc:
                 # The range may now hold a partial write: it no longer counts.
                 session.drop_held(staged, offset, end)
@@ -709,7 +722,8 @@ class TransferService:
         second wake-up per chunk.
         """
         data = chunk.data
-        digest = hashlib.sha256(data).hexdigest()
+        chunk_hash = hashlib.sha256(data)
+        digest = chunk_hash.hexdigest()
         if chunk.checksum is not None and digest != chunk.checksum:
             return False, None
         if len(data):
@@ -727,6 +741,8 @@ class TransferService:
                 write_activity(session.layout, chunk.touch)
             except OSError as exc:  # only the expiry clock; the chunk itself is safe
                 log.warning("could not record activity of upload %s: %s", session.upload_id, exc)
+        if chunk.whole_file:
+            return True, chunk_hash
         hasher: Hasher | None = None
         if chunk.hash_job is not None:
             try:
