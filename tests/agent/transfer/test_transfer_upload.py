@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from capydeploy.agent.transfer import TransferService
+from capydeploy.agent.transfer import TransferService, install
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
+from tests.agent.transfer.conftest import ServiceFactory
 from tests.agent.transfer.transfer_helpers import (
     CHUNK,
     HUB,
@@ -185,13 +186,35 @@ async def test_unknown_upload_and_another_hubs_upload_are_404(service: TransferS
     assert caught.value.code == ErrorCode.NOT_FOUND
 
 
-async def test_executable_is_0755_and_other_files_0644(service: TransferService) -> None:
-    files = {
-        "bin/game": b"not elf but chosen",
-        "data.pak": b"\x00\x01data",
-        "launch.sh": b"#!/bin/sh\nexec ./bin/game\n",
-        "lib/helper": b"\x7fELF\x02\x01\x01",
-    }
+MODE_FILES = {
+    "bin/game": b"not elf but chosen",
+    "data.pak": b"\x00\x01data",
+    "launch.sh": b"#!/bin/sh\nexec ./bin/game\n",
+    "lib/helper": b"\x7fELF\x02\x01\x01",
+    "tiny": b"#!",
+    "big.bin": b"\x7fEL" + bytes(3 * CHUNK),  # not quite ELF, over several chunks
+}
+
+
+@pytest.mark.parametrize(
+    "sync",
+    ["fsync each file", "one syncfs", "one syncfs, first chunks sent before a restart"],
+)
+async def test_executable_is_0755_and_other_files_0644(
+    make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch, sync: str
+) -> None:
+    """Modes come from the executable setting and each file's first bytes; with one syncfs for
+    the whole game, completion takes those bytes from when they were stored (or reads them back
+    when an Agent restart forgot them)."""
+    if sync != "fsync each file":
+        monkeypatch.setattr(install, "SYNCFS_FROM_FILES", 0)
+    files = MODE_FILES
+    service = make_service()
+    if sync.endswith("restart"):
+        reply = await service.init_upload(HUB, make_request("Modes", files, exe="bin/game"))
+        await send(service, [item for item in all_frames(reply.upload_id, files) if item.header.offset == 0])
+        await service.close()
+        service = make_service()
     path = await upload(service, "Modes", files, exe="bin/game")
 
     def mode(rel: str) -> int:
@@ -202,6 +225,8 @@ async def test_executable_is_0755_and_other_files_0644(service: TransferService)
     # Programs by content (shebang, ELF) stay runnable: launchers exec them.
     assert mode("launch.sh") == 0o755
     assert mode("lib/helper") == 0o755
+    assert mode("tiny") == 0o755
+    assert mode("big.bin") == 0o644
     assert stat.S_IMODE(os.stat(path / "bin").st_mode) == 0o755
 
 

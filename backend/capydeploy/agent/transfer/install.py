@@ -19,7 +19,7 @@ from enum import Enum
 from pathlib import Path
 
 from ...storage import fsync_directory
-from .filesystem import DIRECTORY_MODE, EXECUTABLE_MODE, STAGED_FILE_MODE, FileWriter, remove_path
+from .filesystem import DIRECTORY_MODE, EXECUTABLE_MODE, STAGED_FILE_MODE, BytesLike, FileWriter, remove_path
 from .manifest import settle_manifests
 from .staging import StagingLayout, new_upload_id, trash_dir
 
@@ -37,10 +37,21 @@ class TreeFile:
     relative_path: str
     size: int
     shared: bool  # hard-linked from the installed version: its data is already durable
+    program: bool | None = None  # its head marks a program (None: not known, read it)
 
 
-def finalize_tree(tree: Path, files: list[TreeFile], executable: str | None, writer: FileWriter) -> None:
+def looks_like_program(head: BytesLike) -> bool:
+    """Whether a file starting with these bytes is a program (ELF or a `#!` script): made 0755."""
+    return bytes(head[:4]).startswith(_PROGRAM_MAGIC)
+
+
+def finalize_tree(
+    tree: Path, files: list[TreeFile], executable: str | None, writer: FileWriter
+) -> list[int | None]:
     """Make every file and folder of the staged tree durable and set sane modes.
+
+    Returns each file's mtime_ns where it was seen on the way (the manifest records them; nothing
+    here changes an mtime once seen), None where it was not.
 
     Each fsync of a file costs a journal commit (0.3 ms and more here), which adds up to seconds
     for games of thousands of small files; past `SYNCFS_FROM_FILES` written files, one syncfs(2) of
@@ -55,8 +66,7 @@ def finalize_tree(tree: Path, files: list[TreeFile], executable: str | None, wri
             parent = parent.parent
     written = sum(1 for entry in files if not entry.shared)
     whole_filesystem = written > SYNCFS_FROM_FILES
-    for entry in files:
-        _finalize_file(tree, entry, executable, writer, fsync=not whole_filesystem)
+    mtimes = [_finalize_file(tree, entry, executable, writer, fsync=not whole_filesystem) for entry in files]
     if whole_filesystem and not writer.sync_filesystem(tree):
         for entry in files:
             if not entry.shared:
@@ -69,12 +79,28 @@ def finalize_tree(tree: Path, files: list[TreeFile], executable: str | None, wri
     for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
         os.chmod(folder, DIRECTORY_MODE)
         fsync_directory(folder)
+    return mtimes
 
 
-def _finalize_file(tree: Path, entry: TreeFile, executable: str | None, writer: FileWriter, *, fsync: bool) -> None:
+def _finalize_file(
+    tree: Path, entry: TreeFile, executable: str | None, writer: FileWriter, *, fsync: bool
+) -> int | None:
+    """Size and mode right (and the data durable when `fsync`); the mtime_ns, if seen."""
     path = tree / entry.relative_path
-    if entry.shared and _mode_still_right(path, entry.relative_path == executable):
-        return
+    is_executable = entry.relative_path == executable
+    if entry.shared:
+        info = os.lstat(path)
+        if _mode_still_right(info, is_executable):
+            return info.st_mtime_ns
+    elif not fsync and entry.program is not None:
+        # The usual case for a game of many files (one syncfs makes them durable): one lstat
+        # tells the size and mode, no open and read back.
+        info = os.lstat(path)
+        if info.st_size == entry.size:
+            mode = EXECUTABLE_MODE if is_executable or entry.program else STAGED_FILE_MODE
+            if stat.S_IMODE(info.st_mode) != mode:
+                os.chmod(path, mode)
+            return info.st_mtime_ns
     handle = writer.open(path)
     try:
         if not entry.shared:
@@ -87,14 +113,15 @@ def _finalize_file(tree: Path, entry: TreeFile, executable: str | None, writer: 
         head = writer.pread(handle, 4, 0) if entry.size else b""
     finally:
         writer.close(handle)
-    program = entry.relative_path == executable or head.startswith(_PROGRAM_MAGIC)
+    program = is_executable or looks_like_program(head)
     os.chmod(path, EXECUTABLE_MODE if program else STAGED_FILE_MODE)
+    return None
 
 
-def _mode_still_right(path: Path, is_executable: bool) -> bool:
+def _mode_still_right(info: os.stat_result, is_executable: bool) -> bool:
     """For a file shared with the installed version: its mode was set by the same rule from the
     same bytes, so it needs no look at its head unless the executable setting changed it."""
-    mode = stat.S_IMODE(os.lstat(path).st_mode)
+    mode = stat.S_IMODE(info.st_mode)
     if is_executable:
         return mode == EXECUTABLE_MODE
     # 0644 means "no program header" (same bytes now); 0755 may be a program or the old executable.

@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,13 +115,20 @@ def remove_manifest(root: Path, game_name: str) -> None:
 
 
 def build_manifest(
-    game_dir: Path, game_name: str, files: list[tuple[str, int, str | None]], installed_at: float
+    game_dir: Path,
+    game_name: str,
+    files: list[tuple[str, int, str | None]],
+    installed_at: float,
+    mtimes: Sequence[int | None] | None = None,
 ) -> InstalledManifest:
-    """Describe the installed files as they are on disk right now (mtime from a fresh stat)."""
+    """Describe the installed files as they are on disk right now: each mtime from `mtimes` (seen
+    since the last write) or, where it has None, from a fresh stat."""
     entries: dict[str, ManifestEntry] = {}
-    for path, size, sha in files:
-        info = os.lstat(game_dir / path)
-        entries[path] = ManifestEntry(path, size, sha, info.st_mtime_ns)
+    for index, (path, size, sha) in enumerate(files):
+        mtime_ns = mtimes[index] if mtimes is not None else None
+        if mtime_ns is None:
+            mtime_ns = os.lstat(game_dir / path).st_mtime_ns
+        entries[path] = ManifestEntry(path, size, sha, mtime_ns)
     return InstalledManifest(game_name, installed_at, entries)
 
 

@@ -46,6 +46,7 @@ from .install import (
     TreeFile,
     delete_installed,
     finalize_tree,
+    looks_like_program,
     recover_install,
     remove_staging,
     swap_into_place,
@@ -736,6 +737,8 @@ class TransferService:
                 session.handles.release(path)
             assert session.journal is not None
             session.journal.append_chunk(ChunkRecord(chunk.staged.index, chunk.offset, len(data), digest))
+            if chunk.offset == 0:
+                chunk.staged.program = looks_like_program(data)
         if chunk.touch is not None:
             try:
                 write_activity(session.layout, chunk.touch)
@@ -878,9 +881,9 @@ class TransferService:
         layout = session.layout
         target = session.target
         session.handles.close_all()
-        tree_files = [TreeFile(f.relative_path, f.size, f.sealed) for f in session.files]
+        tree_files = [TreeFile(f.relative_path, f.size, f.sealed, f.program) for f in session.files]
         try:
-            finalize_tree(layout.tree, tree_files, session.record.executable, self._writer)
+            mtimes = finalize_tree(layout.tree, tree_files, session.record.executable, self._writer)
         except OSError as exc:
             raise _os_error("could not make the staged files durable", exc) from None
         self._check_target(layout.root, target)  # again: the folder may have changed since init
@@ -888,7 +891,8 @@ class TransferService:
             # Recorded before the swap, from the staged tree (a rename keeps every mtime), so an
             # Agent that dies right after the swap still has it (recover_install publishes it).
             files = [(f.relative_path, f.size, f.verified_sha256 or f.sha256) for f in session.files]
-            stage_manifest(layout, build_manifest(layout.tree, session.game_name, files, self._clock()))
+            manifest = build_manifest(layout.tree, session.game_name, files, self._clock(), mtimes)
+            stage_manifest(layout, manifest)
         except OSError as exc:
             log.warning("could not record the manifest of %r: %s", session.game_name, exc)
         try:

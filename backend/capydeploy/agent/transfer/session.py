@@ -85,6 +85,9 @@ class StagedFile:
     # because a hard-linked file shares its data with the installed game.
     sealed: bool = False
     carried_mtime_ns: int | None = None  # the file's mtime when carried, to notice later edits
+    # Whether its first bytes mark a program (ELF, #!), noted when the chunk at offset 0 is
+    # stored, so completion need not read it back; None when not known (staged before a restart).
+    program: bool | None = None
 
     @property
     def path(self) -> Path:
