@@ -77,3 +77,30 @@ def test_a_handle_in_use_is_neither_evicted_nor_forgotten(tmp_path: Path) -> Non
     cache.forget(busy)
     assert handle not in writer.open_handles
     assert writer.opens == 4
+
+
+def test_the_least_recently_used_idle_handles_are_closed_first(tmp_path: Path) -> None:
+    """Past the limit, the oldest idle handles go, oldest first, and only as many as needed;
+    handles in use are skipped, however old."""
+    writer = TrackingWriter()
+    cache = HandleCache(writer, limit=3)
+    paths = [tmp_path / f"{name}.bin" for name in "abcdef"]
+    a, b, c, d, e, f = paths
+    held = cache.acquire(a)  # the oldest, and kept in use throughout
+    for path in (b, c):
+        cache.acquire(path)
+        cache.release(path)
+    cache.acquire(b)  # b is now more recent than c
+    cache.release(b)
+    cache.acquire(d)  # 4 open, limit 3: c is the oldest idle one
+    cache.release(d)
+    assert set(writer.open_handles.values()) == {a, b, d}
+    for path in (e, f):  # then b, then d
+        cache.acquire(path)
+        cache.release(path)
+    assert set(writer.open_handles.values()) == {a, e, f}
+    assert writer.open_handles[held] == a
+    assert len(cache) == 3
+    cache.release(a)
+    cache.close_all()
+    assert writer.open_handles == {}

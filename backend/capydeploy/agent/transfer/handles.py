@@ -85,17 +85,17 @@ class HandleCache:
     def _take_idle(self, keep: int) -> list[int]:
         """Remove idle entries, oldest first, until at most `keep` remain; their handles, to close
         once the lock is released. Handles in use stay, so the cache may briefly exceed its limit."""
-        taken: list[int] = []
-        if len(self._entries) <= keep:
-            return taken
-        for path in list(self._entries):
-            if len(self._entries) <= keep:
-                break
-            entry = self._entries[path]
+        excess = len(self._entries) - keep
+        if excess <= 0:
+            return []
+        # Oldest first, and only as far as needed: usually the first entry is idle and goes.
+        idle: list[Path] = []
+        for path, entry in self._entries.items():
             if entry.users == 0:
-                del self._entries[path]
-                taken.append(entry.handle)
-        return taken
+                idle.append(path)
+                if len(idle) == excess:
+                    break
+        return [self._entries.pop(path).handle for path in idle]
 
     def _close(self, handles: list[int]) -> None:
         for handle in handles:

@@ -729,12 +729,20 @@ class TransferService:
             return False, None
         if len(data):
             path = chunk.staged.path
-            handle = session.handles.acquire(path)
-            try:
-                write_all(self._writer, handle, data, chunk.offset)
-                _start_writeback(self._writer, handle, chunk.offset, chunk.offset + len(data))
-            finally:
-                session.handles.release(path)
+            if chunk.whole_file:
+                # Written once and done: opened and closed here, not kept among the handles.
+                handle = self._writer.open(path)
+                try:
+                    write_all(self._writer, handle, data, chunk.offset)
+                finally:
+                    self._writer.close(handle)
+            else:
+                handle = session.handles.acquire(path)
+                try:
+                    write_all(self._writer, handle, data, chunk.offset)
+                    _start_writeback(self._writer, handle, chunk.offset, chunk.offset + len(data))
+                finally:
+                    session.handles.release(path)
             assert session.journal is not None
             session.journal.append_chunk(ChunkRecord(chunk.staged.index, chunk.offset, len(data), digest))
             if chunk.offset == 0:
