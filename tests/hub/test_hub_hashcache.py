@@ -27,7 +27,7 @@ def game(tmp_path: Path) -> Path:
 
 
 def expected_hashes(folder: Path) -> dict[str, str]:
-    return {f.relative_path: hashlib.sha256(f.path.read_bytes()).hexdigest() for f in scan_folder(folder)}
+    return {f.relative_path: hashlib.sha256(Path(f.path).read_bytes()).hexdigest() for f in scan_folder(folder)}
 
 
 async def test_hashes_are_right_and_persisted(game: Path, tmp_path: Path) -> None:

@@ -37,10 +37,20 @@ def test_scan_lists_files_sorted_with_forward_slashes(tmp_path: Path) -> None:
     files = scan_folder(game)
     assert [f.relative_path for f in files] == ["a/z/deep.bin", "a/ünï 🎮.txt", "b.txt"]
     deep = files[0]
-    assert deep.path == (game / "a" / "z" / "deep.bin").absolute()
+    assert deep.path == str((game / "a" / "z" / "deep.bin").absolute())
     assert deep.size == 4
     assert deep.mtime_ns == os.stat(game / "a/z/deep.bin").st_mtime_ns
     assert scan_folder(game / "empty-folder") == []
+
+
+def test_scanned_paths_are_absolute_and_normalised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hash cache keys files by these paths: the same file must get the same path however
+    the folder was named."""
+    write(tmp_path / "game", "sub/file.bin", b"x")
+    monkeypatch.chdir(tmp_path)
+    expected = os.path.join(str(tmp_path), "game", "sub", "file.bin")
+    for spelling in ("game", "./game", "game/../game/", str(tmp_path / "game")):
+        assert [f.path for f in scan_folder(Path(spelling))] == [expected]
 
 
 def test_scan_refuses_what_is_not_a_folder(tmp_path: Path) -> None:
@@ -82,7 +92,7 @@ def test_symlinks(tmp_path: Path) -> None:
 
 
 def local(rel: str, exec_bit: bool = False) -> LocalFile:
-    return LocalFile(rel, Path("/x") / rel, 1, 0, exec_bit)
+    return LocalFile(rel, f"/x/{rel}", 1, 0, exec_bit)
 
 
 @pytest.mark.parametrize(
@@ -139,7 +149,7 @@ def test_chunk_headers_built_without_validation_are_valid_on_the_wire(tmp_path: 
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(b"x")
     for file in scan_folder(tmp_path / "game"):
-        data = file.path.read_bytes()
+        data = Path(file.path).read_bytes()
         header = _chunk_header("upload-" + "a" * 32, file.relative_path, 1024 * 1024, hashlib.sha256(data).hexdigest())
         frame = decode_chunk(encode_chunk(header, data))
         assert frame.header == header.model_validate(header.to_wire())

@@ -381,8 +381,7 @@ class Deployment:
         for file, offset, length, first_error in rejected:
             reason = first_error
             for _ in range(CHUNK_RETRIES):
-                with file.path.open("rb") as handle:
-                    data, checksum = await asyncio.to_thread(_read_chunk, handle, offset, length)
+                data, checksum = await asyncio.to_thread(_read_chunk_at, file.path, offset, length)
                 header = _chunk_header(self.upload_id, file.relative_path, offset, checksum)
                 ack = await self.client.send_chunk(header, data)
                 self.sent += len(data)
@@ -479,6 +478,12 @@ def _read_chunk(
     return data, hashlib.sha256(data).hexdigest()
 
 
+def _read_chunk_at(path: str, offset: int, length: int) -> tuple[bytes, str]:
+    """`_read_chunk` of a file opened for it (runs in a worker thread)."""
+    with open(path, "rb") as handle:
+        return _read_chunk(handle, offset, length)
+
+
 @dataclass(frozen=True, slots=True)
 class _PlannedFile:
     file: LocalFile
@@ -534,7 +539,7 @@ class _PlanReader:
             planned = self._plan[self._index]
             file = planned.file
             if self._handle is None:
-                self._handle = file.path.open("rb")
+                self._handle = open(file.path, "rb")  # noqa: SIM115 - closed by the reader, file by file
                 self._offset = planned.start
                 if planned.running is not None and planned.start:
                     _feed_prefix(self._handle, planned.start, planned.running)

@@ -49,7 +49,8 @@ class HashStats:
 
 
 class HashCache:
-    """`{absolute path: (size, mtime_ns, sha256)}`, stored as JSON (atomic writes)."""
+    """`{absolute path: (size, mtime_ns, sha256)}`, stored as JSON (atomic writes). Files are keyed
+    by their scanned path, which is absolute and normalised already."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -63,21 +64,21 @@ class HashCache:
 
     def lookup(self, file: LocalFile) -> str | None:
         """The cached hash if the file still has the size and mtime it had when hashed."""
-        entry = self._entries.get(_key(file.path))
+        entry = self._entries.get(file.path)
         if entry is None or entry[0] != file.size or entry[1] != file.mtime_ns:
             return None
         return entry[2]
 
     def store(self, file: LocalFile, sha256: str) -> None:
         with self._lock:
-            self._entries[_key(file.path)] = (file.size, file.mtime_ns, sha256)
+            self._entries[file.path] = (file.size, file.mtime_ns, sha256)
             self._dirty = True
 
     def forget_missing(self, folder: Path, present: Iterable[LocalFile]) -> int:
         """Drop the entries of files under `folder` that a fresh scan no longer found (deleted or
         renamed since), so the cache does not grow with every build; returns how many went."""
         prefix = os.path.join(_key(folder), "")
-        keep = {_key(file.path) for file in present}
+        keep = {file.path for file in present}
         with self._lock:
             stale = [key for key in self._entries if key.startswith(prefix) and key not in keep]
             for key in stale:

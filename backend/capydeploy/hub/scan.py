@@ -29,7 +29,9 @@ class ScanError(HubError):
 @dataclass(frozen=True, slots=True)
 class LocalFile:
     relative_path: str  # '/'-separated, relative to the scanned folder
-    path: Path  # absolute path to read the data from
+    # Absolute and normalised (the scan starts from os.path.abspath of the folder): the hash
+    # cache keys files by it as is. A str: a Path per file costs more than the rest of the scan.
+    path: str
     size: int
     mtime_ns: int
     exec_bit: bool = False  # POSIX execute permission (always False on Windows)
@@ -55,7 +57,7 @@ def scan_folder(folder: Path, on_skip: Callable[[SkippedEntry], None] | None = N
     characters, components over 255 bytes; the Agent would refuse them) or when there are more
     files than the protocol allows.
     """
-    folder = Path(folder).absolute()
+    folder = Path(os.path.abspath(folder))
     if not folder.is_dir():
         raise ScanError(f"{folder} is not a folder")
     root_real = Path(os.path.realpath(folder))
@@ -68,7 +70,7 @@ def scan_folder(folder: Path, on_skip: Callable[[SkippedEntry], None] | None = N
         if on_skip is not None:
             on_skip(SkippedEntry(relative, reason))
 
-    pending: list[tuple[Path, str]] = [(folder, "")]
+    pending: list[tuple[str, str]] = [(str(folder), "")]
     while pending:
         current, prefix = pending.pop()
         try:
@@ -108,13 +110,13 @@ def scan_folder(folder: Path, on_skip: Callable[[SkippedEntry], None] | None = N
 
 def _classify(
     entry: os.DirEntry[str], relative: str, root_real: Path, skip: Callable[[str, str], None]
-) -> LocalFile | Path | None:
+) -> LocalFile | str | None:
     """A file to send, a folder to walk into, or None (skipped, and reported)."""
     try:
         if entry.is_symlink():
             return _follow_link(entry, relative, root_real, skip)
         if entry.is_dir(follow_symlinks=False):
-            return Path(entry.path)
+            return entry.path
         info = entry.stat(follow_symlinks=False)
     except OSError as exc:
         skip(relative, f"cannot read it: {exc}")
@@ -122,7 +124,7 @@ def _classify(
     if not stat.S_ISREG(info.st_mode):
         skip(relative, "not a regular file")
         return None
-    return _local_file(relative, Path(entry.path), info)
+    return _local_file(relative, entry.path, info)
 
 
 def _follow_link(
@@ -143,10 +145,10 @@ def _follow_link(
     if not stat.S_ISREG(info.st_mode):
         skip(relative, "symbolic link to something that is not a regular file")
         return None
-    return _local_file(relative, Path(entry.path), info)
+    return _local_file(relative, entry.path, info)
 
 
-def _local_file(relative: str, path: Path, info: os.stat_result) -> LocalFile:
+def _local_file(relative: str, path: str, info: os.stat_result) -> LocalFile:
     exec_bit = _POSIX and bool(info.st_mode & (stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH))
     return LocalFile(relative, path, info.st_size, info.st_mtime_ns, exec_bit)
 
