@@ -123,7 +123,10 @@ class HubSession:
     async def _send(self, text: str) -> None:
         """Send one frame; a send stuck longer than Write Wait closes the connection (D4)."""
         try:
-            await asyncio.wait_for(self.websocket.send(text), self.agent.config.write_wait)
+            # asyncio.timeout, not wait_for: no task per frame (a game of many files means
+            # thousands of acknowledgements a second), and no cancellation dropped (see the Hub).
+            async with asyncio.timeout(self.agent.config.write_wait):
+                await self.websocket.send(text)
         except TimeoutError:
             log.warning("hub %s: write timed out, closing", self.hub_id)
             self.websocket.transport.abort()
