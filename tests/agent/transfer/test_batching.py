@@ -50,13 +50,15 @@ async def test_every_job_runs_once_in_order_and_returns_its_own_result(workers: 
 async def test_jobs_queued_while_a_batch_runs_share_one_worker_job(workers: Workers) -> None:
     batched = BatchedJobs(workers.start)
     gate = threading.Event()
-    first = batched.run(gate.wait)  # holds the worker job until the others are queued
+    tracked: list[Future[object]] = []
+    first = batched.run(gate.wait, tracked.append)  # holds the worker job until the others are queued
     rest = [batched.run(lambda n=n: n) for n in range(100)]
     gate.set()
     assert await first is True
     assert await asyncio.gather(*rest) == list(range(100))
     assert workers.started == 1  # the 100 ran as the next batch of the same worker job
-    # Once drained, the next job starts a new worker job.
+    # Once that worker job has drained the queue and ended, the next job starts a new one.
+    await asyncio.wrap_future(tracked[0])
     assert await batched.run(lambda: "later") == "later"
     assert workers.started == 2
 
@@ -98,9 +100,24 @@ async def test_a_worker_that_cannot_start_fails_the_caller_and_the_next_one_star
     tracked: list[Future[object]] = []
     with pytest.raises(RuntimeError, match="shutting down"):
         batched.run(lambda: 1, tracked.append)
-    assert isinstance(tracked[0].exception(), RuntimeError)  # nobody waits forever on it
+    assert tracked == []  # no job to wait for
     workers.refuse = False
-    assert await batched.run(lambda: 2) == 2
+    assert await batched.run(lambda: 2, tracked.append) == 2
+    assert len(tracked) == 1 and tracked[0].done()
+
+
+async def test_jobs_of_one_batch_are_tracked_as_their_one_worker_job(workers: Workers) -> None:
+    batched = BatchedJobs(workers.start)
+    gate = threading.Event()
+    tracked: list[Future[object]] = []
+    first = batched.run(gate.wait, tracked.append)
+    rest = [batched.run(lambda n=n: n, tracked.append) for n in range(10)]
+    assert len(set(tracked)) == 1  # the running worker job runs them all before it ends
+    assert not tracked[0].done()
+    gate.set()
+    await asyncio.wrap_future(tracked[0])
+    assert await first is True
+    assert await asyncio.gather(*rest) == list(range(10))
 
 
 def make_tree(root: Path) -> None:

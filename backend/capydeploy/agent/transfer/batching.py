@@ -27,45 +27,41 @@ _Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
 @dataclass(frozen=True, slots=True)
 class _Queued(Generic[T]):
     fn: Callable[[], T]
-    job: Future[T]  # done once the job ran, even if its caller stopped waiting (for quiesce)
     result: asyncio.Future[T]  # what the caller awaits, settled on the event loop
 
 
 class BatchedJobs:
     """Runs queued jobs a batch at a time in a worker job that `start_worker` starts."""
 
-    def __init__(self, start_worker: Callable[[Callable[[], None]], object]) -> None:
+    def __init__(self, start_worker: Callable[[Callable[[], None]], Future[Any]]) -> None:
         self._start_worker = start_worker
         self._lock = threading.Lock()
         self._queue: list[_Queued[Any]] = []
         self._draining = False
+        self._worker: Future[Any] | None = None  # the worker job that drains the queue
 
-    def run(self, fn: Callable[[], T], track: Callable[[Future[T]], None] | None = None) -> asyncio.Future[T]:
-        """Queue `fn`; the future resolves with its result on this loop. `track` is given the job's
-        thread-side future (done when `fn` has run, whatever becomes of the caller)."""
+    def run(self, fn: Callable[[], T], track: Callable[[Future[Any]], None] | None = None) -> asyncio.Future[T]:
+        """Queue `fn`; the future resolves with its result on this loop. `track` is given the
+        worker job that will run it: done once `fn` has run, whatever becomes of the caller."""
         loop = asyncio.get_running_loop()
-        queued: _Queued[T] = _Queued(fn, Future(), loop.create_future())
-        if track is not None:
-            track(queued.job)
+        queued: _Queued[T] = _Queued(fn, loop.create_future())
         with self._lock:
             self._queue.append(queued)
             start, self._draining = not self._draining, True
         if start:
             try:
-                self._start_worker(lambda: self._drain(loop))
-            except BaseException as exc:
-                self._fail_queued(exc)
+                self._worker = self._start_worker(lambda: self._drain(loop))
+            except BaseException:
+                with self._lock:  # nothing queued can run: the worker never started
+                    failed, self._queue = self._queue, []
+                    self._draining = False
+                for item in failed:
+                    item.result.cancel()
                 raise
+        # A worker job already draining runs this one too: it stops only once the queue is empty.
+        if track is not None and self._worker is not None:
+            track(self._worker)
         return queued.result
-
-    def _fail_queued(self, exc: BaseException) -> None:
-        """The worker could not start (shutting down): nothing queued will run."""
-        with self._lock:
-            failed, self._queue = self._queue, []
-            self._draining = False
-        for queued in failed:
-            queued.job.set_exception(exc)
-            queued.result.cancel()
 
     def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         """Worker job: run batches until the queue is empty."""
@@ -78,13 +74,9 @@ class BatchedJobs:
             outcomes: list[_Outcome] = []
             for queued in batch:
                 try:
-                    value = queued.fn()
+                    outcomes.append((queued.result, queued.fn(), None))
                 except BaseException as exc:  # handed to its caller, like any worker job's error
-                    queued.job.set_exception(exc)
                     outcomes.append((queued.result, None, exc))
-                else:
-                    queued.job.set_result(value)
-                    outcomes.append((queued.result, value, None))
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
                 loop.call_soon_threadsafe(_settle, outcomes)
 

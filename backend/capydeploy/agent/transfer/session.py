@@ -109,6 +109,8 @@ class InflightJobs:
 
     def track(self, future: Future[Any]) -> None:
         with self._lock:
+            if future in self._jobs:  # a batch of small files' chunks shares one worker job
+                return
             self._jobs.add(future)
         future.add_done_callback(self._done)
 
