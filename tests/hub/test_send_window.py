@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from capydeploy.hub.deploy import SendWindow
+from capydeploy.hub.window import SendWindow
 
 
 async def acquired_at_once(window: SendWindow, size: int) -> bool:

@@ -285,6 +285,7 @@ def remove_path(path: Path) -> None:
 
 
 def _unless_vanished(_fn: object, _path: object, exc: BaseException) -> None:
+    """rmtree's error handler: an entry already gone is fine, anything else is raised."""
     if not isinstance(exc, FileNotFoundError):
         raise exc
 

@@ -186,8 +186,9 @@ class TransferService:
         self._pool = ThreadPoolExecutor(
             max_workers=WORKER_THREADS, thread_name_prefix="capydeploy-transfer", initializer=_yield_to_the_loop
         )
-        # Whole-file hash chains run here, one node after another (see filehash.py).
+        # Small files' chunks, stored a batch per worker job (see batching.py).
         self._small_files = BatchedJobs(lambda job: self._submit(None, job))
+        # Whole-file hash chains run here, one node after another (see filehash.py).
         self._hash_pool = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="capydeploy-hash", initializer=_yield_to_the_loop
         )
