@@ -22,14 +22,15 @@ from ..protocol import (
     ProtocolError,
     decode_chunk,
     encode_error,
+    encode_large_message,
     encode_message,
     new_message_id,
     parse_envelope,
     parse_request,
+    parse_request_text,
 )
 from ..protocol import messages as m
 from ..protocol.constants import MAX_UNACKED_WORK
-from ..protocol.envelope import Envelope
 from .pairing import PairingOutcome
 
 if TYPE_CHECKING:
@@ -135,7 +136,8 @@ class HubSession:
     async def reply(self, request_id: str, message_type: MessageType, payload: BaseModel | None) -> None:
         if _is_large(payload):
             # An upload_init_response for a game of many files: encode it off the loop.
-            text = await asyncio.to_thread(encode_message, message_type, payload, request_id)
+            assert payload is not None
+            text = await asyncio.to_thread(encode_large_message, message_type, payload, request_id)
         else:
             text = encode_message(message_type, payload, request_id)
         await self._send(text)
@@ -171,9 +173,10 @@ class HubSession:
             if len(text) > PARSE_OFF_LOOP_FROM:
                 # An init_upload of thousands of files takes a pydantic pass per path: hundreds of
                 # milliseconds the loop (shared with the plugin's UI) must not stand still for.
-                envelope, (message_type, payload) = await asyncio.to_thread(_parse_text, text)
+                envelope, message_type, payload = await asyncio.to_thread(parse_request_text, text)
             else:
-                envelope, (message_type, payload) = _parse_text(text)
+                envelope = parse_envelope(text)
+                message_type, payload = parse_request(envelope)
         except ProtocolError as error:
             await self.reply_error(error.code, error.message, error.request_id)
             return
@@ -368,11 +371,6 @@ class HubSession:
                 percentage=round(100.0 * progress.transferred_bytes / total, 2) if total else 100.0,
             ),
         )
-
-
-def _parse_text(text: str) -> tuple[Envelope, tuple[MessageType, BaseModel]]:
-    envelope = parse_envelope(text)
-    return envelope, parse_request(envelope)
 
 
 def _is_large(payload: BaseModel | None) -> bool:

@@ -9,11 +9,13 @@ from .envelope import (
     Envelope,
     describe_validation_error,
     encode_error,
+    encode_large_message,
     encode_message,
     new_message_id,
     parse_envelope,
     parse_payload,
     parse_request,
+    parse_request_text,
 )
 from .errors import CloseCode, ErrorCode, FrameError, ProtocolError
 from .frames import ChunkFrame, decode_chunk, encode_chunk
@@ -40,11 +42,13 @@ __all__ = [
     "describe_validation_error",
     "encode_chunk",
     "encode_error",
+    "encode_large_message",
     "encode_message",
     "new_message_id",
     "parse_envelope",
     "parse_payload",
     "parse_request",
+    "parse_request_text",
     "validate_game_name",
     "validate_relative_path",
 ]

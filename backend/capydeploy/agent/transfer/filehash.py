@@ -53,12 +53,16 @@ class HashClaim:
 class FileHash:
     """Hash state of one staged file; touched only on the event loop, except inside worker jobs."""
 
-    __slots__ = ("_hasher", "_pending", "_tail", "_tail_end", "gen", "upto")
+    __slots__ = ("_hasher", "_hexdigest", "_pending", "_size", "_tail", "_tail_end", "gen", "upto")
 
-    def __init__(self) -> None:
+    def __init__(self, size: int) -> None:
+        self._size = size
         # Made on first use: a game of 20 000 files, most carried unchanged, needs few (each is a
         # few hundred bytes of OpenSSL state).
         self._hasher: Hasher | None = None
+        # Once every byte is hashed in order, only the digest is kept and the state dropped: a
+        # game of 50 000 small files would otherwise hold 12 MB of finished states until completion.
+        self._hexdigest: str | None = None
         self.upto = 0  # bytes [0, upto) are in self.hasher
         self.gen = 0  # bumped whenever in-flight nodes must no longer count
         self._tail: Future[Hasher] | None = None
@@ -68,6 +72,8 @@ class FileHash:
 
     @property
     def hasher(self) -> Hasher:
+        """The state over bytes [0, upto); not for a finished file (see `finished_hexdigest`)."""
+        assert self._hexdigest is None, "the hash is finished"
         if self._hasher is None:
             self._hasher = new_hasher()
         return self._hasher
@@ -75,6 +81,17 @@ class FileHash:
     @hasher.setter
     def hasher(self, hasher: Hasher) -> None:
         self._hasher = hasher
+        self._hexdigest = None
+
+    def finished_hexdigest(self) -> str | None:
+        """The whole file's SHA-256 once every byte is hashed in order and nothing is in flight."""
+        self._finish_if_done()
+        return self._hexdigest
+
+    def _finish_if_done(self) -> None:
+        if self._hexdigest is None and self.upto == self._size and self._tail_end == self.upto and not self._pending:
+            self._hexdigest = self.hasher.hexdigest()
+            self._hasher = None
 
     @property
     def claimed_end(self) -> int:
@@ -83,7 +100,7 @@ class FileHash:
 
     def claim(self, start: int, end: int) -> HashClaim | None:
         """A node for a chunk at `start`, if it continues the chain."""
-        if start != self._tail_end or end <= start:
+        if start != self._tail_end or end <= start or self._hexdigest is not None:
             return None
         if self._tail is None or self.upto == start:
             return HashClaim(self.gen, start, end, None, self.hasher)
@@ -119,6 +136,7 @@ class FileHash:
             self.upto, self.hasher = ready
         if self.upto == self._tail_end:
             self._tail = None  # caught up: the next claim starts from self.hasher (frees the future)
+            self._finish_if_done()
         return True
 
     def abandon(self, claim: HashClaim) -> None:
@@ -129,6 +147,7 @@ class FileHash:
     def invalidate(self) -> None:
         """Bytes already hashed were rewritten: start over (completion re-reads from disk)."""
         self._hasher = None
+        self._hexdigest = None
         self.upto = 0
         self._break_chain()
 
@@ -137,6 +156,7 @@ class FileHash:
         self.hasher = hasher
         self.upto = upto
         self._break_chain()
+        self._finish_if_done()
 
     def _break_chain(self) -> None:
         self.gen += 1

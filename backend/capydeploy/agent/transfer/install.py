@@ -14,9 +14,10 @@ import errno
 import logging
 import os
 import stat
-from dataclasses import dataclass
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
+from typing import Protocol
 
 from ...storage import fsync_directory
 from .filesystem import DIRECTORY_MODE, EXECUTABLE_MODE, STAGED_FILE_MODE, BytesLike, FileWriter, remove_path
@@ -32,12 +33,17 @@ _PROGRAM_MAGIC = (b"\x7fELF", b"#!")
 SYNCFS_FROM_FILES = 256
 
 
-@dataclass(frozen=True, slots=True)
-class TreeFile:
-    relative_path: str
-    size: int
-    shared: bool  # hard-linked from the installed version: its data is already durable
-    program: bool | None = None  # its head marks a program (None: not known, read it)
+class TreeFile(Protocol):
+    """A staged file as completion sees it (a `StagedFile`: no copy of the list is made)."""
+
+    @property
+    def relative_path(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def sealed(self) -> bool: ...  # hard-linked from the installed version: its data is already durable
+    @property
+    def program(self) -> bool | None: ...  # its head marks a program (None: not known, read it)
 
 
 def looks_like_program(head: BytesLike) -> bool:
@@ -46,7 +52,7 @@ def looks_like_program(head: BytesLike) -> bool:
 
 
 def finalize_tree(
-    tree: Path, files: list[TreeFile], executable: str | None, writer: FileWriter
+    tree: Path, files: Sequence[TreeFile], executable: str | None, writer: FileWriter
 ) -> list[int | None]:
     """Make every file and folder of the staged tree durable and set sane modes.
 
@@ -64,12 +70,12 @@ def finalize_tree(
         while parent != tree and parent not in folders:
             folders.add(parent)
             parent = parent.parent
-    written = sum(1 for entry in files if not entry.shared)
+    written = sum(1 for entry in files if not entry.sealed)
     whole_filesystem = written > SYNCFS_FROM_FILES
     mtimes = [_finalize_file(tree, entry, executable, writer, fsync=not whole_filesystem) for entry in files]
     if whole_filesystem and not writer.sync_filesystem(tree):
         for entry in files:
-            if not entry.shared:
+            if not entry.sealed:
                 handle = writer.open(tree / entry.relative_path)
                 try:
                     writer.fsync(handle)
@@ -88,7 +94,7 @@ def _finalize_file(
     """Size and mode right (and the data durable when `fsync`); the mtime_ns, if seen."""
     path = tree / entry.relative_path
     is_executable = entry.relative_path == executable
-    if entry.shared:
+    if entry.sealed:
         info = os.lstat(path)
         if _mode_still_right(info, is_executable):
             return info.st_mtime_ns
@@ -103,7 +109,7 @@ def _finalize_file(
             return info.st_mtime_ns
     handle = writer.open(path)
     try:
-        if not entry.shared:
+        if not entry.sealed:
             # Every byte is present, so the file already has its size; this only guards
             # against a stray longer file left from an earlier attempt.
             if os.fstat(handle).st_size != entry.size:

@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,7 +117,7 @@ def remove_manifest(root: Path, game_name: str) -> None:
 def build_manifest(
     game_dir: Path,
     game_name: str,
-    files: list[tuple[str, int, str | None]],
+    files: Iterable[tuple[str, int, str | None]],
     installed_at: float,
     mtimes: Sequence[int | None] | None = None,
 ) -> InstalledManifest:

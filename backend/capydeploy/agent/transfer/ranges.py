@@ -6,8 +6,10 @@ from bisect import bisect_left, bisect_right
 from typing import cast
 
 # The bounds of a set that holds nothing: shared, so a file with no bytes yet (and a game may list
-# 100 000) costs no lists. Replaced by lists on the first `add`.
+# 100 000) costs no lists. A set of one interval, what every finished file has, keeps its bounds as
+# tuples (48 bytes against 176 for two lists); lists are made only when a second interval comes.
 _NONE_HELD: tuple[int, ...] = ()
+_FROM_ZERO: tuple[int, ...] = (0,)
 
 
 class ByteRanges:
@@ -37,15 +39,19 @@ class ByteRanges:
         if end <= start:
             return 0
         if not self._starts:
-            self._starts, self._ends = [start], [end]
+            self._starts = _FROM_ZERO if start == 0 else (start,)
+            self._ends = (end,)
             self._total = end - start
             return end - start
-        starts, ends = cast(list[int], self._starts), cast(list[int], self._ends)
         # Fast path: chunks that arrive in order extend the last interval.
-        if ends and start == ends[-1]:
-            ends[-1] = end
+        if start == self._ends[-1]:
+            if isinstance(self._ends, tuple):
+                self._ends = (end,)
+            else:
+                self._ends[-1] = end
             self._total += end - start
             return end - start
+        starts, ends = self._lists()
         # Intervals i..j-1 overlap or touch [start, end].
         i = bisect_left(ends, start)
         j = bisect_right(starts, end)
@@ -75,7 +81,7 @@ class ByteRanges:
         j = bisect_left(self._starts, end)  # first interval starting at or after end
         if i >= j:
             return 0
-        starts, ends = cast(list[int], self._starts), cast(list[int], self._ends)  # not empty
+        starts, ends = self._lists()
         removed = 0
         new_starts: list[int] = []
         new_ends: list[int] = []
@@ -92,6 +98,12 @@ class ByteRanges:
         ends[i:j] = new_ends
         self._total -= removed
         return removed
+
+    def _lists(self) -> tuple[list[int], list[int]]:
+        """The bounds as lists, to change them in place."""
+        if isinstance(self._starts, tuple):
+            self._starts, self._ends = list(self._starts), list(self._ends)
+        return self._starts, cast(list[int], self._ends)
 
     def clear(self) -> None:
         self._starts = self._ends = _NONE_HELD

@@ -43,7 +43,6 @@ from .filesystem import (
 from .incremental import CarryPlan, CarryResult, carry_file, carry_items, plan_carry
 from .install import (
     SwapState,
-    TreeFile,
     delete_installed,
     finalize_tree,
     looks_like_program,
@@ -868,6 +867,10 @@ class TransferService:
         digests: list[str] = []
         for staged in files:
             file_hash = staged.digest
+            finished = file_hash.finished_hexdigest()
+            if finished is not None:  # hashed in order as the chunks arrived: the usual case
+                digests.append(finished)
+                continue
             hasher = file_hash.hasher.copy()
             if file_hash.upto < staged.size:
                 handle = session.handles.acquire(staged.path)
@@ -890,16 +893,15 @@ class TransferService:
         layout = session.layout
         target = session.target
         session.handles.close_all()
-        tree_files = [TreeFile(f.relative_path, f.size, f.sealed, f.program) for f in session.files]
         try:
-            mtimes = finalize_tree(layout.tree, tree_files, session.record.executable, self._writer)
+            mtimes = finalize_tree(layout.tree, session.files, session.record.executable, self._writer)
         except OSError as exc:
             raise _os_error("could not make the staged files durable", exc) from None
         self._check_target(layout.root, target)  # again: the folder may have changed since init
         try:
             # Recorded before the swap, from the staged tree (a rename keeps every mtime), so an
             # Agent that dies right after the swap still has it (recover_install publishes it).
-            files = [(f.relative_path, f.size, f.verified_sha256 or f.sha256) for f in session.files]
+            files = ((f.relative_path, f.size, f.verified_sha256 or f.sha256) for f in session.files)
             manifest = build_manifest(layout.tree, session.game_name, files, self._clock(), mtimes)
             stage_manifest(layout, manifest)
         except OSError as exc:

@@ -76,10 +76,10 @@ class StagedFile:
     size: int
     sha256: str | None
     tree: Path  # the staging tree this file lives in
-    ranges: ByteRanges = field(default_factory=ByteRanges)  # bytes held and verified
     # The running whole-file hash. Kept for every file, also those listed without sha256: the Hub
     # may send their hash with complete_upload, and the manifest needs it for incremental redeploys.
-    digest: FileHash = field(default_factory=FileHash)
+    digest: FileHash
+    ranges: ByteRanges = field(default_factory=ByteRanges)  # bytes held and verified
     verified_sha256: str | None = None  # the whole-file hash found by complete_upload's check
     # Carried over from the installed version: chunks for it are acknowledged but never written,
     # because a hard-linked file shares its data with the installed game.
@@ -143,6 +143,7 @@ def staged_files(tree: Path, files: Sequence[ListedFile]) -> list[StagedFile]:
             size=entry.size,
             sha256=entry.sha256,
             tree=tree,
+            digest=FileHash(entry.size),
         )
         for index, entry in enumerate(files)
     ]

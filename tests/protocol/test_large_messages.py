@@ -1,0 +1,120 @@
+"""Messages that grow with a game's file count are parsed and encoded without their per-file dicts,
+with the same result as the plain path: the same request or the same error, the same JSON value."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from capydeploy.protocol import ErrorCode, ProtocolError, parse_envelope, parse_request, parse_request_text
+from capydeploy.protocol.catalog import MessageType
+from capydeploy.protocol.envelope import describe_validation_error, encode_large_message, encode_message
+from capydeploy.protocol.messages import InitUpload, OperationResult, UploadFile, UploadInitResponse
+
+HEX = "0123456789abcdefABCDEF"
+paths = st.one_of(
+    st.sampled_from(["a", "b/c.bin", "dir/sub/x", "é/ü.txt", "a/../b", "/abs", "", "a\\b", "c:x", "ok.exe"]),
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=12),
+)
+sizes = st.one_of(st.integers(-2, 2**40), st.sampled_from([True, 1.5, "7", None]))
+hashes = st.one_of(st.text(HEX, min_size=64, max_size=64), st.sampled_from(["x" * 64, "ab", 7, None]))
+entries = st.fixed_dictionaries(
+    {"relativePath": paths, "size": sizes},
+    optional={"sha256": hashes, "mode": st.just(493), "relative_path": paths},
+)
+
+
+def _old_path(text: str) -> InitUpload | str:
+    """What parsing gave before file entries were decoded as they are read."""
+    payload = json.loads(text)["payload"]
+    try:
+        return InitUpload.model_validate(payload)
+    except ValidationError as exc:
+        return describe_validation_error(exc)
+
+
+def _new_path(text: str) -> InitUpload | str:
+    try:
+        _, _, request = parse_request_text(text)
+    except ProtocolError as error:
+        assert error.code == ErrorCode.BAD_REQUEST
+        return error.message
+    assert isinstance(request, InitUpload)
+    return request
+
+
+@given(st.lists(entries, max_size=6), st.booleans())
+def test_init_upload_parses_as_the_plain_path_does(files: list[dict[str, Any]], right_total: bool) -> None:
+    total = sum(f["size"] for f in files if type(f["size"]) is int) if right_total else 1
+    text = json.dumps(
+        {"id": "r", "type": "init_upload", "payload": {"config": {"gameName": "G"}, "totalSize": total, "files": files}}
+    )
+    old, new = _old_path(text), _new_path(text)
+    if isinstance(old, str):
+        assert new == old
+    else:
+        assert isinstance(new, InitUpload)
+        assert new.files == old.files
+        assert all(type(entry) is UploadFile for entry in new.files)
+
+
+def test_a_bad_entry_is_reported_with_its_place_in_the_list() -> None:
+    files = [{"relativePath": "ok", "size": 1}, {"relativePath": "../out", "size": 1}]
+    text = json.dumps(
+        {"id": "r", "type": "init_upload", "payload": {"config": {"gameName": "G"}, "totalSize": 2, "files": files}}
+    )
+    message = _new_path(text)
+    assert isinstance(message, str) and message.startswith("payload.files[1].relativePath")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"id": "r", "type": "ping", "payload": {"relativePath": "a", "size": 1}},
+        {"id": "r", "type": "ping", "payload": {"extra": [{"relativePath": "a", "size": 1}]}},
+        {"id": "r", "type": "init_upload", "payload": {"relativePath": "a", "size": 1}},
+        {"id": "r", "type": "init_upload", "payload": {"config": {"relativePath": "a", "size": 1}, "totalSize": 0, "files": []}},
+        {"id": "r", "type": "init_upload", "payload": {"config": {"gameName": "G", "relativePath": "a", "size": 1}, "totalSize": 0, "files": []}},
+        {"id": "r", "type": "init_upload", "payload": {"config": {"gameName": "G"}, "totalSize": 0, "files": [], "x": {"relativePath": "a", "size": 1}}},
+        {"id": {"relativePath": "a", "size": 1}, "type": "ping"},
+        {"id": "r", "type": "complete_upload", "payload": {"uploadId": "u", "sha256": {"relativePath": "a", "size": 1}}},
+        [{"relativePath": "a", "size": 1}],
+    ],
+)
+def test_entry_like_objects_anywhere_give_the_plain_result(message: Any) -> None:
+    text = json.dumps(message)
+    try:
+        envelope = parse_envelope(text)
+        plain: Any = parse_request(envelope)
+    except ProtocolError as error:
+        plain = (error.code, error.message, error.request_id)
+    try:
+        _, *lean = parse_request_text(text)
+        result: Any = tuple(lean)
+    except ProtocolError as error:
+        result = (error.code, error.message, error.request_id)
+    assert result == plain
+
+
+resume_maps = st.dictionaries(
+    st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=10), st.integers(0, 2**50), max_size=20
+)
+
+
+@given(resume_maps, st.text(st.characters(blacklist_categories=("Cs",)), max_size=8))
+def test_large_replies_encode_to_the_same_json(resume_from: dict[str, int], message_id: str) -> None:
+    reply = UploadInitResponse(upload_id="upload-1", chunk_size=1 << 20, resume_from=resume_from)
+    lean = encode_large_message(MessageType.UPLOAD_INIT_RESPONSE, reply, message_id)
+    assert json.loads(lean) == json.loads(encode_message(MessageType.UPLOAD_INIT_RESPONSE, reply, message_id))
+
+
+@pytest.mark.parametrize("digests", [None, {"a/b": "ab" * 32, "é": "cd" * 32}])
+def test_operation_result_encodes_to_the_same_json(digests: dict[str, str] | None) -> None:
+    result = OperationResult(success=True, path="/games/G", sha256=digests)
+    lean = encode_large_message(MessageType.OPERATION_RESULT, result, "id-1")
+    assert json.loads(lean) == json.loads(encode_message(MessageType.OPERATION_RESULT, result, "id-1"))
