@@ -31,6 +31,7 @@ from ..protocol import (
 )
 from ..protocol import messages as m
 from ..protocol.constants import MAX_UNACKED_WORK
+from ..protocol.fitting import fits, keep_what_fits
 from .pairing import PairingOutcome
 
 if TYPE_CHECKING:
@@ -137,9 +138,11 @@ class HubSession:
         if _is_large(payload):
             # An upload_init_response for a game of many files: encode it off the loop.
             assert payload is not None
-            text = await asyncio.to_thread(encode_large_message, message_type, payload, request_id)
+            text = await asyncio.to_thread(_encode_within_limit, message_type, payload, request_id)
         else:
             text = encode_message(message_type, payload, request_id)
+            if payload is not None and not fits(text):  # a few files, with very long paths
+                text = await asyncio.to_thread(_encode_within_limit, message_type, payload, request_id)
         await self._send(text)
 
     async def reply_error(self, code: ErrorCode | int, message: str, request_id: str | None) -> None:
@@ -371,6 +374,32 @@ class HubSession:
                 percentage=round(100.0 * progress.transferred_bytes / total, 2) if total else 100.0,
             ),
         )
+
+
+def _encode_within_limit(message_type: MessageType, payload: BaseModel, request_id: str) -> str:
+    """A large reply, its per-file map cut to the entries that fit in one message (D4): a game of
+    100 000 files' `result_sha256` is about 12 MB. Those maps only save the Hub work."""
+    maps = [(name, value) for name, value in vars(payload).items() if isinstance(value, dict)]
+    if not maps:
+        return encode_large_message(message_type, payload, request_id)
+    field, entries = max(maps, key=lambda item: len(item[1]))
+    items: list[tuple[Any, Any]] = []
+
+    def encode(count: int) -> str:
+        if count == len(entries):
+            return encode_large_message(message_type, payload, request_id)
+        if not items:
+            items.extend(entries.items())
+        return encode_large_message(message_type, payload.model_copy(update={field: dict(items[:count])}), request_id)
+
+    kept, text = keep_what_fits(len(entries), encode)
+    assert text is not None, "a reply without its map is small"
+    if kept < len(entries):
+        log.warning(
+            "%s: %d of the %d entries of %s sent; the others would pass the message size limit",
+            message_type.value, kept, len(entries), field,
+        )
+    return text
 
 
 def _is_large(payload: BaseModel | None) -> bool:

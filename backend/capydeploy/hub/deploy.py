@@ -9,15 +9,17 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from ..memory import keep_freed_memory
+from ..protocol import MessageType, encode_message, new_message_id
+from ..protocol import constants as c
 from ..protocol import messages as m
-from ..protocol import new_message_id
 from ..protocol.constants import SHA256_MISMATCH
+from ..protocol.fitting import keep_what_fits
 from .client import HubClient
 from .errors import AgentError, ConnectionLost, HubError
 from .hashcache import READ_BUFFER, FileChangedError, HashCache, hash_files, sha256_of_file
@@ -97,6 +99,20 @@ class _Pass:
     skipped: int = 0
 
 
+# Upper bounds, to encode a request twice only when it may be too large: a path's character
+# takes at most 6 bytes in JSON (an escape) per byte of UTF-8; an entry's keys, size and sha256
+# at most 128 more; the rest of the frame (config, ids) at most 64 KiB.
+_ESCAPED_BYTES_PER_BYTE = 6
+_ENTRY_BYTES = 128
+_FRAME_BYTES = 64 * 1024
+
+
+def _may_pass_message_limit(paths: Iterable[str]) -> bool:
+    """Whether a frame listing these paths (with a hash each) might pass the message limit (D4)."""
+    bound = _FRAME_BYTES + sum(_ESCAPED_BYTES_PER_BYTE * len(path.encode()) + _ENTRY_BYTES for path in paths)
+    return bound > c.MAX_MESSAGE
+
+
 class Deployment:
     """One deployment of a scanned folder to one agent.
 
@@ -164,6 +180,35 @@ class Deployment:
             ],
         )
 
+    def _init_request_within_limit(self) -> m.InitUpload:
+        """The init_upload, with `sha256` left out of as many entries (the last ones) as it takes
+        to fit in one message (D4; see protocol.fitting). A file sent without its hash is not
+        carried over from the installed version: it is sent again."""
+        request = self.init_request()
+        if not _may_pass_message_limit(entry.relative_path for entry in request.files):
+            return request
+        hashed = [index for index, entry in enumerate(request.files) if entry.sha256 is not None]
+
+        def encode(count: int) -> str:
+            files = list(request.files)
+            for index in hashed[count:]:
+                files[index] = m.UploadFile.unchecked(files[index].relative_path, files[index].size, None)
+            return encode_message(MessageType.INIT_UPLOAD, request.model_copy(update={"files": files}), new_message_id())
+
+        kept, text = keep_what_fits(len(hashed), encode)
+        if text is None:
+            raise HubError(
+                f"the list of {len(request.files)} files is too long for one message (the protocol allows "
+                f"{c.MAX_MESSAGE // (1024 * 1024)} MiB); shorter file paths would fit"
+            )
+        if kept < len(hashed):
+            log.warning("%d of %d file hashes left out of init_upload to fit in one message", len(hashed) - kept, len(hashed))
+            for index in hashed[kept:]:
+                entry = request.files[index]
+                request.files[index] = m.UploadFile.unchecked(entry.relative_path, entry.size, None)
+                del self.hashes[entry.relative_path]
+        return request
+
     async def run(self) -> DeployResult:
         try:
             return await self._run()
@@ -189,7 +234,7 @@ class Deployment:
                 await self.client.wait_connected()
                 if self._request is None:
                     await self._hash_before_init()
-                    self._request = self.init_request()
+                    self._request = await asyncio.to_thread(self._init_request_within_limit)
                 reply = await self.client.init_upload(self._request)
                 self.upload_id = reply.upload_id
                 await self._send_pass(reply)
@@ -231,13 +276,27 @@ class Deployment:
         )
 
     def _complete_request(self) -> m.CompleteUpload:
+        request = self._complete_request_with(self._computed)
+        if not _may_pass_message_limit(self._computed):
+            return request
+        # Hashes sent with complete_upload are checked by the Agent, not needed: keep what fits.
+        digests = list(self._computed.items())
+        kept, _ = keep_what_fits(
+            len(digests),
+            lambda count: encode_message(
+                MessageType.COMPLETE_UPLOAD, self._complete_request_with(dict(digests[:count])), new_message_id()
+            ),
+        )
+        return request if kept == len(digests) else self._complete_request_with(dict(digests[:kept]))
+
+    def _complete_request_with(self, digests: dict[str, str]) -> m.CompleteUpload:
         return m.CompleteUpload(
             upload_id=self.upload_id,
             create_shortcut=self.options.create_shortcut or None,
             shortcut=self._shortcut() if self.options.create_shortcut else None,
             user_id=self.options.user_id,
             restart_steam=self.options.restart_steam or None,
-            sha256=dict(self._computed) or None,
+            sha256=dict(digests) or None,
         )
 
     def _agent_reports_hashes(self) -> bool:

@@ -110,6 +110,25 @@ def test_file_hash_accepts_commits_out_of_order() -> None:
     assert file_hash.finished_hexdigest() == hashlib.sha256(b"".join(parts)).hexdigest()
 
 
+def test_a_file_hashed_to_its_end_keeps_only_its_digest() -> None:
+    file_hash = FileHash(6)
+    first, first_future = _node(file_hash, 0, b"abc")
+    second, second_future = _node(file_hash, 3, b"def")
+    assert file_hash.commit(first, first_future.result())
+    assert file_hash.finished_hexdigest() is None  # bytes 3-6 still in flight
+    assert file_hash.commit(second, second_future.result())
+    assert file_hash.finished_hexdigest() == hashlib.sha256(b"abcdef").hexdigest()
+    assert file_hash._hasher is None  # the OpenSSL state (a few hundred bytes a file) is gone
+    assert file_hash.claim(0, 3) is None  # a re-sent chunk cannot extend a finished hash
+    file_hash.invalidate()  # ... it rewrites hashed bytes: completion reads the file back
+    assert file_hash.finished_hexdigest() is None
+    assert file_hash.upto == 0
+
+
+def test_an_empty_file_is_hashed_from_the_start() -> None:
+    assert FileHash(0).finished_hexdigest() == hashlib.sha256(b"").hexdigest()
+
+
 def test_a_failed_node_drops_the_chain() -> None:
     file_hash = FileHash(7)
     first, _ = _node(file_hash, 0, b"bad")

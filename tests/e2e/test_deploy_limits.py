@@ -1,0 +1,72 @@
+"""A game whose per-file maps would pass the 10 MiB message limit (D4) still deploys: the optional
+hashes are cut to what fits, on both sides, end to end on real sockets.
+
+A game of 100 000 files makes maps of about 12 MB. Here the limit is lowered to 8 KiB once the
+sockets are open (they keep accepting 10 MiB), so 120 small files are enough.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from capydeploy.agent.server import Agent
+from capydeploy.hub.client import HubClient
+from capydeploy.protocol import MessageType, constants, encode_message, new_message_id
+from tests.e2e.test_deploy import make_game, options, tree
+from tests.e2e.test_deploy_hashing import Recorder
+
+LIMIT = 8 * 1024
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def frame_bytes(message_type: MessageType, payload: object) -> int:
+    return len(encode_message(message_type, payload, new_message_id()).encode())  # type: ignore[arg-type]
+
+
+async def test_per_file_hashes_too_large_for_one_message_are_cut_to_fit(
+    agent: Agent, paired_hub: HubClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {f"data/file-{n:03}.bin": os.urandom(100 + n) for n in range(120)}
+    game = make_game(tmp_path / "Crowded", files)
+    recorder = Recorder(paired_hub, monkeypatch)
+    monkeypatch.setattr(constants, "MAX_MESSAGE", LIMIT)
+
+    await paired_hub.deploy(game, options("Crowded"))
+    assert tree(agent.install_dir / "Crowded") == files
+    # The Agent's result_sha256 for all 120 files would be about 11 KB: it sends the hashes that fit.
+    reported = recorder.results[-1].sha256 or {}
+    assert 0 < len(reported) < len(files)
+    assert reported == {path: sha(files[path]) for path in reported}
+    assert frame_bytes(MessageType.OPERATION_RESULT, recorder.results[-1]) <= LIMIT
+
+    again = await paired_hub.deploy(game, options("Crowded"))
+    assert tree(agent.install_dir / "Crowded") == files
+    # The Hub knows the reported hashes; with all of them init_upload would not fit either.
+    request = recorder.inits[-1]
+    hashed = {entry.relative_path: entry.sha256 for entry in request.files if entry.sha256 is not None}
+    assert 0 < len(hashed) < len(reported)
+    assert hashed == {path: sha(files[path]) for path in hashed}
+    assert frame_bytes(MessageType.INIT_UPLOAD, request) <= LIMIT
+    # A file listed with its hash is carried over; one listed without is sent again.
+    assert again.bytes_sent == sum(len(data) for path, data in files.items() if path not in hashed)
+    assert again.bytes_skipped == sum(len(files[path]) for path in hashed)
+
+
+async def test_a_file_list_too_long_even_without_hashes_is_refused_before_sending(
+    agent: Agent, paired_hub: HubClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = {f"data/{'long-folder-name/' * 8}file-{n:03}.bin": b"x" for n in range(120)}
+    game = make_game(tmp_path / "Overlong", files)
+    recorder = Recorder(paired_hub, monkeypatch)
+    monkeypatch.setattr(constants, "MAX_MESSAGE", LIMIT)
+    with pytest.raises(Exception, match="too long for one message"):
+        await paired_hub.deploy(game, options("Overlong"))
+    assert recorder.inits == []
+    assert not (agent.install_dir / "Overlong").exists()
