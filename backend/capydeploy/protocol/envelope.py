@@ -109,22 +109,27 @@ def _upload_file_adapter() -> TypeAdapter[UploadFile]:
     return TypeAdapter(UploadFile)
 
 
+def decode_file_entries(pairs: list[tuple[str, Any]]) -> Any:
+    """JSON object hook: an object shaped like a valid file entry (only its keys, all valid)
+    becomes its `UploadFile`; any other object stays a dict."""
+    obj = dict(pairs)
+    if "relativePath" in obj and obj.keys() <= _ENTRY_KEYS:
+        try:
+            return _upload_file_adapter().validate_python(obj)
+        except ValidationError:
+            pass
+    return obj
+
+
 def _loads_decoding_entries(text: str | bytes) -> tuple[Any, bool]:
-    """JSON with each object shaped like a valid file entry (only its keys, all valid) decoded as
-    an `UploadFile`; True if any was."""
+    """JSON with file entries decoded by `decode_file_entries`; True if any was."""
     decoded = False
-    validate = _upload_file_adapter().validate_python
 
     def decode_object(pairs: list[tuple[str, Any]]) -> Any:
         nonlocal decoded
-        obj = dict(pairs)
-        if "relativePath" in obj and obj.keys() <= _ENTRY_KEYS:
-            try:
-                entry = validate(obj)
-            except ValidationError:
-                return obj
+        obj = decode_file_entries(pairs)
+        if not decoded and isinstance(obj, UploadFile):
             decoded = True
-            return entry
         return obj
 
     return json.loads(text, object_pairs_hook=decode_object), decoded

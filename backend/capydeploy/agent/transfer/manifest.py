@@ -27,6 +27,7 @@ from ...storage import atomic_write_json, fsync_directory, read_json
 from .staging import StagingLayout, agent_dir
 
 MANIFEST_VERSION = 1
+_ENTRY_KEYS = frozenset({"path", "size", "sha256", "mtimeNs"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,14 +74,14 @@ def read_manifest(root: Path, game_name: str) -> InstalledManifest | None:
 
 
 def _read_manifest_file(path: Path, game_name: str) -> InstalledManifest | None:
-    raw = read_json(path, None)
+    raw = read_json(path, None, object_pairs_hook=_decode_entry)
     if not isinstance(raw, dict) or raw.get("version") != MANIFEST_VERSION:
         return None
     if raw.get("gameName") != game_name or not isinstance(raw.get("files"), list):
         return None
     entries: dict[str, ManifestEntry] = {}
     for item in raw["files"]:
-        entry = _entry_from_json(item)
+        entry = item if isinstance(item, ManifestEntry) else _entry_from_json(item)
         if entry is None:
             return None
         entries[entry.path] = entry
@@ -88,6 +89,15 @@ def _read_manifest_file(path: Path, game_name: str) -> InstalledManifest | None:
     return InstalledManifest(
         game_name, float(installed_at) if isinstance(installed_at, int | float) else 0.0, entries
     )
+
+
+def _decode_entry(pairs: list[tuple[str, Any]]) -> Any:
+    """JSON object hook: a file's entry becomes its ManifestEntry as it is read (see read_json);
+    anything else, a damaged entry too, stays a dict for `_read_manifest_file` to judge."""
+    obj = dict(pairs)
+    if "path" in obj and obj.keys() <= _ENTRY_KEYS:
+        return _entry_from_json(obj) or obj
+    return obj
 
 
 def _entry_from_json(item: object) -> ManifestEntry | None:

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 
+from ...protocol.envelope import decode_file_entries
 from ...protocol.messages import UploadFile
 from ...protocol.paths import RESERVED_NAMES, PathRuleError, validate_game_name, validate_relative_path
 from ...storage import atomic_write_json, read_json
@@ -192,7 +193,7 @@ def write_session_record(layout: StagingLayout, record: SessionRecord) -> None:
 
 
 def read_session_record(layout: StagingLayout) -> SessionRecord | None:
-    raw = read_json(layout.session_file, None)
+    raw = read_json(layout.session_file, None, object_pairs_hook=decode_file_entries)
     if raw is None:
         return None
     try:

@@ -1,0 +1,99 @@
+"""Manifests and session records are read with their entries made as the JSON is parsed (no dict
+per file, no long GIL hold); the result must be exactly what parsing into dicts first gave."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from capydeploy.agent.transfer import session as session_module
+from capydeploy.agent.transfer.manifest import (
+    MANIFEST_VERSION,
+    InstalledManifest,
+    ManifestEntry,
+    _entry_from_json,
+    _read_manifest_file,
+)
+from capydeploy.agent.transfer.session import _sorted_in_runs
+from capydeploy.agent.transfer.staging import (
+    RECORD_VERSION,
+    SessionRecord,
+    StagingLayout,
+    read_session_record,
+)
+
+values = st.one_of(st.none(), st.booleans(), st.integers(-1, 2**40), st.text(max_size=6), st.just("a/b.bin"))
+entries = st.one_of(
+    st.fixed_dictionaries(
+        {"path": st.sampled_from(["a", "b/c", "../x", "/abs", "é.txt", ""]), "size": values, "mtimeNs": values},
+        optional={"sha256": values, "extra": values},
+    ),
+    st.fixed_dictionaries({"path": st.just("ok"), "size": st.just(1), "mtimeNs": st.just(5)}),
+    values,
+)
+
+
+def _plain_read(text: str, game_name: str) -> InstalledManifest | None:
+    """The reading before entries were decoded by an object hook."""
+    raw = json.loads(text)
+    if not isinstance(raw, dict) or raw.get("version") != MANIFEST_VERSION:
+        return None
+    if raw.get("gameName") != game_name or not isinstance(raw.get("files"), list):
+        return None
+    found: dict[str, ManifestEntry] = {}
+    for item in raw["files"]:
+        entry = _entry_from_json(item)
+        if entry is None:
+            return None
+        found[entry.path] = entry
+    installed_at = raw.get("installedAt")
+    return InstalledManifest(game_name, float(installed_at) if isinstance(installed_at, int | float) else 0.0, found)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(entries, max_size=5), st.dictionaries(st.sampled_from(["path", "size", "mtimeNs"]), values, max_size=3))
+def test_a_manifest_reads_as_parsing_into_dicts_did(tmp_path: Path, files: list[Any], top_extra: dict[str, Any]) -> None:
+    document = {"version": MANIFEST_VERSION, "gameName": "G", "installedAt": 3.5, "files": files, **top_extra}
+    path = tmp_path / "manifest.json"
+    text = json.dumps(document)
+    path.write_text(text)
+    assert _read_manifest_file(path, "G") == _plain_read(text, "G")
+
+
+@given(st.lists(st.tuples(st.text(max_size=4), st.integers(0, 9)), max_size=40), st.integers(1, 5))
+def test_sorting_in_runs_sorts(items: list[tuple[str, int]], run: int) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(session_module, "SORT_RUN", run)
+        assert list(_sorted_in_runs(items)) == sorted(items)
+
+
+file_entries_json = st.one_of(
+    st.fixed_dictionaries(
+        {"relativePath": st.sampled_from(["a", "b/c", "../x", "é.txt", ""]), "size": values},
+        optional={"sha256": st.one_of(values, st.just("ab" * 32)), "mode": values},
+    ),
+    values,
+)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(file_entries_json, max_size=5))
+def test_a_session_record_reads_as_parsing_into_dicts_did(tmp_path: Path, files: list[Any]) -> None:
+    layout = StagingLayout(tmp_path, "upload-" + "0" * 32)
+    layout.folder.mkdir(parents=True, exist_ok=True)
+    document = {
+        "version": RECORD_VERSION, "uploadId": layout.upload_id, "hubId": "hub", "gameName": "G",
+        "executable": None, "createdAt": 1.0, "files": files,
+    }
+    text = json.dumps(document)
+    layout.session_file.write_text(text)
+    try:
+        plain: SessionRecord | None = SessionRecord.from_json(json.loads(text), layout.upload_id)
+    except ValueError:
+        plain = None
+    assert read_session_record(layout) == plain
