@@ -18,7 +18,7 @@ from capydeploy.agent.transfer import journal as journal_module
 from capydeploy.agent.transfer.filehash import FileHash, HashClaim, Hasher, hash_bytes_after
 from capydeploy.agent.transfer.journal import ChunkJournal, ChunkRecord, read_journal
 from capydeploy.agent.transfer.ranges import ByteRanges
-from capydeploy.agent.transfer.session import upload_signature
+from capydeploy.agent.transfer.session import StagedFile, upload_signature
 
 SIZE = 64
 spans = st.tuples(st.integers(0, SIZE), st.integers(0, SIZE)).map(sorted)
@@ -177,3 +177,14 @@ def test_upload_signatures_match_exactly_when_paths_and_sizes_do(
     assert mine != upload_signature("other hub", "Game", root, [Listed(p, s) for p, s in first])
     assert mine != upload_signature("hub", "Game 2", root, [Listed(p, s) for p, s in first])
     assert mine != upload_signature("hub", "Game", Path("/elsewhere"), [Listed(p, s) for p, s in first])
+
+
+def test_a_staged_file_makes_its_hash_state_only_when_it_is_written() -> None:
+    staged = StagedFile(index=0, relative_path="a.bin", size=3, sha256=None, tree=Path("/staging/tree"))
+    staged.forget_digest()  # a carried file is reset without ever being hashed
+    assert staged._digest is None  # no state (about 100 bytes) for up to 100 000 carried files
+    claim, future = _node(staged.digest, 0, b"abc")
+    assert staged.digest.commit(claim, future.result())
+    assert staged.digest.finished_hexdigest() == hashlib.sha256(b"abc").hexdigest()
+    staged.forget_digest()
+    assert staged.digest.finished_hexdigest() is None and staged.digest.upto == 0

@@ -76,7 +76,6 @@ from .staging import (
     AGENT_DIR_NAME,
     SessionRecord,
     StagingLayout,
-    file_entries,
     list_staged_ids,
     new_upload_id,
     read_activity,
@@ -602,7 +601,7 @@ class TransferService:
     def _create_staging(
         self, record: SessionRecord, files: list[UploadFile], layout: StagingLayout, now: float
     ) -> UploadSession:
-        record.files = file_entries(files)
+        record.files = files  # replaced by the session's staged files
         session = UploadSession(record, layout, self._writer, now)
         layout.folder.mkdir(parents=True)
         try:

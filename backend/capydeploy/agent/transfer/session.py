@@ -58,16 +58,11 @@ def adopt_hashes(session: UploadSession, requested: Sequence[ListedFile]) -> boo
     """Take the hashes a resuming file list adds (see `hashes_fit`); True if the record changed."""
     given = {f.relative_path: f.sha256 for f in requested if f.sha256 is not None}
     changed = False
-    for staged in session.files:
+    for staged in session.files:  # they are the record's list too
         digest = given.get(staged.relative_path)
         if staged.sha256 is None and digest is not None:
             staged.sha256 = digest
             changed = True
-    if changed:
-        session.record.files = [
-            entry if entry.sha256 is not None else entry._replace(sha256=given.get(entry.relative_path))
-            for entry in session.record.files
-        ]
     return changed
 
 
@@ -85,9 +80,6 @@ class StagedFile:
     size: int
     sha256: str | None
     tree: Path  # the staging tree this file lives in
-    # The running whole-file hash. Kept for every file, also those listed without sha256: the Hub
-    # may send their hash with complete_upload, and the manifest needs it for incremental redeploys.
-    digest: FileHash
     ranges: ByteRanges = field(default_factory=ByteRanges)  # bytes held and verified
     verified_sha256: str | None = None  # the whole-file hash found by complete_upload's check
     # Carried over from the installed version: chunks for it are acknowledged but never written,
@@ -97,6 +89,22 @@ class StagedFile:
     # Whether its first bytes mark a program (ELF, #!), noted when the chunk at offset 0 is
     # stored, so completion need not read it back; None when not known (staged before a restart).
     program: bool | None = None
+    _digest: FileHash | None = None  # see `digest`
+
+    @property
+    def digest(self) -> FileHash:
+        """The running whole-file hash. Kept for every file written, also those listed without
+        sha256: the Hub may send their hash with complete_upload, and the manifest needs it for
+        incremental redeploys. Made on first use: a carried file never needs one (nor its ~100
+        bytes, for each of up to 100 000 files)."""
+        if self._digest is None:
+            self._digest = FileHash(self.size)
+        return self._digest
+
+    def forget_digest(self) -> None:
+        """Its bytes changed: whatever was hashed no longer counts."""
+        if self._digest is not None:
+            self._digest.invalidate()
 
     @property
     def path(self) -> Path:
@@ -152,7 +160,6 @@ def staged_files(tree: Path, files: Sequence[ListedFile]) -> list[StagedFile]:
             size=entry.size,
             sha256=entry.sha256,
             tree=tree,
-            digest=FileHash(entry.size),
         )
         for index, entry in enumerate(files)
     ]
@@ -169,6 +176,7 @@ class UploadSession:
         self.record = record
         self.layout = layout
         self.files = staged_files(layout.tree, record.files)
+        record.files = self.files  # one object per file: the record lists the staged files
         self.by_path = {f.relative_path: f for f in self.files}
         self.total_bytes = sum(f.size for f in self.files)
         self.held_bytes = 0
@@ -221,7 +229,7 @@ class UploadSession:
         staged.sealed = False
         staged.carried_mtime_ns = None
         staged.verified_sha256 = None
-        staged.digest.invalidate()
+        staged.forget_digest()
 
     def resume_from(self) -> dict[str, int]:
         """Per file, the verified run from offset 0 the Hub may skip; only files with something to skip."""
@@ -249,9 +257,9 @@ class UploadSession:
         get their turn.
         """
         self.by_path = {}
-        for records in (self.files, self.record.files):
-            while records:
-                del records[-RELEASE_BATCH:]
+        files = self.files  # also the record's list
+        while files:
+            del files[-RELEASE_BATCH:]
 
     # --- calls in progress --------------------------------------------------------------------
 

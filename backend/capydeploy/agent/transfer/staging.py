@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -121,11 +121,13 @@ class FileEntry(NamedTuple):
     size: int
     sha256: str | None
 
-    def to_wire(self) -> dict[str, Any]:
-        wire: dict[str, Any] = {"relativePath": self.relative_path, "size": self.size}
-        if self.sha256 is not None:
-            wire["sha256"] = self.sha256
-        return wire
+
+
+def entry_to_wire(entry: ListedFile) -> dict[str, Any]:
+    wire: dict[str, Any] = {"relativePath": entry.relative_path, "size": entry.size}
+    if entry.sha256 is not None:
+        wire["sha256"] = entry.sha256
+    return wire
 
 
 def file_entries(files: Iterable[ListedFile]) -> list[FileEntry]:
@@ -140,7 +142,9 @@ class SessionRecord:
     hub_id: str
     game_name: str
     executable: str | None
-    files: list[FileEntry]
+    # FileEntry tuples as read from disk; for a live upload, its StagedFiles themselves (the same
+    # facts, and no second object per file).
+    files: Sequence[ListedFile]
     created_at: float
 
     def to_json(self) -> dict[str, Any]:
@@ -152,7 +156,7 @@ class SessionRecord:
             "executable": self.executable,
             "createdAt": self.created_at,
             # Made as it is written (compact form): 20 000 dicts at once were 5 MB.
-            "files": (entry.to_wire() for entry in self.files),
+            "files": (entry_to_wire(entry) for entry in self.files),
         }
 
     @classmethod
