@@ -17,7 +17,7 @@ from capydeploy.agent.server import Agent
 from capydeploy.hub.client import HubClient
 from capydeploy.protocol import MessageType, constants, encode_message, new_message_id
 from tests.e2e.test_deploy import make_game, options, tree
-from tests.e2e.test_deploy_hashing import Recorder
+from tests.e2e.test_deploy_hashing import Recorder, reconnected_without
 
 LIMIT = 8 * 1024
 
@@ -70,3 +70,24 @@ async def test_a_file_list_too_long_even_without_hashes_is_refused_before_sendin
         await paired_hub.deploy(game, options("Overlong"))
     assert recorder.inits == []
     assert not (agent.install_dir / "Overlong").exists()
+
+
+async def test_hashes_sent_with_complete_upload_are_cut_to_fit(
+    agent: Agent, paired_hub: HubClient, tmp_path: Path, hub_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An Agent without result_sha256: the Hub hashes what it sends and gives the hashes with
+    # complete_upload, which the Agent checks; 120 of them would not fit in 8 KiB.
+    client = await reconnected_without({"result_sha256"}, agent, paired_hub, hub_config, monkeypatch)
+    try:
+        files = {f"data/file-{n:03}.bin": os.urandom(100 + n) for n in range(120)}
+        game = make_game(tmp_path / "Checked", files)
+        recorder = Recorder(client, monkeypatch)
+        monkeypatch.setattr(constants, "MAX_MESSAGE", LIMIT)
+        await client.deploy(game, options("Checked"))
+        assert tree(agent.install_dir / "Checked") == files
+        given = recorder.completes[-1].sha256 or {}
+        assert 0 < len(given) < len(files)
+        assert given == {path: sha(files[path]) for path in given}
+        assert frame_bytes(MessageType.COMPLETE_UPLOAD, recorder.completes[-1]) <= LIMIT
+    finally:
+        await client.close()

@@ -103,7 +103,8 @@ class StagingLayout:
 
 
 class ListedFile(Protocol):
-    """A file of an upload's list: an `UploadFile` as received, or a `FileEntry` as kept."""
+    """A file of an upload's list: an `UploadFile` as received, a `FileEntry` as read back from
+    disk, or the `StagedFile` a live upload keeps."""
 
     @property
     def relative_path(self) -> str: ...
@@ -114,13 +115,12 @@ class ListedFile(Protocol):
 
 
 class FileEntry(NamedTuple):
-    """One validated file of a staged upload's list, as the session keeps it: a tuple costs a
-    tenth of the pydantic model it came from (a list may hold 100 000)."""
+    """One validated file of a staged upload's list, as read back from session.json: a tuple
+    costs a tenth of a pydantic model (a list may hold 100 000)."""
 
     relative_path: str
     size: int
     sha256: str | None
-
 
 
 def entry_to_wire(entry: ListedFile) -> dict[str, Any]:
