@@ -54,6 +54,9 @@ async def test_per_file_hashes_too_large_for_one_message_are_cut_to_fit(
     assert 0 < len(hashed) < len(reported)
     assert hashed == {path: sha(files[path]) for path in hashed}
     assert frame_bytes(MessageType.INIT_UPLOAD, request) <= LIMIT
+    # The hashes left out are those of the smallest files: those are the ones sent again.
+    dropped = set(reported) - set(hashed)
+    assert dropped and min(len(files[path]) for path in hashed) > max(len(files[path]) for path in dropped)
     # A file listed with its hash is carried over; one listed without is sent again.
     assert again.bytes_sent == sum(len(data) for path, data in files.items() if path not in hashed)
     assert again.bytes_skipped == sum(len(files[path]) for path in hashed)

@@ -378,7 +378,8 @@ class HubSession:
 
 def _encode_within_limit(message_type: MessageType, payload: BaseModel, request_id: str) -> str:
     """A large reply, its per-file map cut to the entries that fit in one message (D4): a game of
-    100 000 files' `result_sha256` is about 12 MB. Those maps only save the Hub work."""
+    100 000 files' `result_sha256` is about 12 MB. Those maps only save the Hub work. Of a map of
+    byte counts (`resumeFrom`), the largest are kept: a file left out is sent again."""
     maps = [(name, value) for name, value in vars(payload).items() if isinstance(value, dict)]
     if not maps:
         return encode_large_message(message_type, payload, request_id)
@@ -390,6 +391,8 @@ def _encode_within_limit(message_type: MessageType, payload: BaseModel, request_
             return encode_large_message(message_type, payload, request_id)
         if not items:
             items.extend(entries.items())
+            if all(type(value) is int for _, value in items):
+                items.sort(key=lambda item: item[1], reverse=True)
         return encode_large_message(message_type, payload.model_copy(update={field: dict(items[:count])}), request_id)
 
     kept, text = keep_what_fits(len(entries), encode)

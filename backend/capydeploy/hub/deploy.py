@@ -181,13 +181,14 @@ class Deployment:
         )
 
     def _init_request_within_limit(self) -> m.InitUpload:
-        """The init_upload, with `sha256` left out of as many entries (the last ones) as it takes
-        to fit in one message (D4; see protocol.fitting). A file sent without its hash is not
-        carried over from the installed version: it is sent again."""
+        """The init_upload, with `sha256` left out of as many entries as it takes to fit in one
+        message (D4; see protocol.fitting). A file sent without its hash is not carried over from
+        the installed version but sent again, so the smallest files go without."""
         request = self.init_request()
         if not _may_pass_message_limit(entry.relative_path for entry in request.files):
             return request
         hashed = [index for index, entry in enumerate(request.files) if entry.sha256 is not None]
+        hashed.sort(key=lambda index: request.files[index].size, reverse=True)  # kept first
 
         def encode(count: int) -> str:
             files = list(request.files)
