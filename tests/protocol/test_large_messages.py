@@ -168,20 +168,35 @@ def test_a_large_reply_is_encoded_without_a_copy_of_its_map() -> None:
     assert lean < 0.5 * plain
 
 
-@given(st.integers(0, 300), st.integers(1, 9), st.integers(0, 200), st.integers(0, 3000))
-def test_keep_what_fits_keeps_the_most_items_that_fit(count: int, width: int, base: int, limit: int) -> None:
+@given(
+    st.integers(0, 300),
+    st.integers(1, 9),
+    st.integers(0, 200),
+    st.integers(0, 3000),
+    st.one_of(st.none(), st.integers(-5, 5), st.integers(-400, 400)),
+)
+def test_keep_what_fits_keeps_the_most_items_that_fit(
+    count: int, width: int, base: int, limit: int, guess_error: int | None
+) -> None:
     calls: list[int] = []
 
     def encode(kept: int) -> str:
         calls.append(kept)
         return "é" * base + "x" * (width * kept)  # é: the limit counts UTF-8 bytes
 
+    def guess(excess: int) -> int:  # exact for this encoding, give or take guess_error
+        assert guess_error is not None
+        return count - -(-excess // width) + guess_error
+
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(constants, "MAX_MESSAGE", limit)
-        kept, text = keep_what_fits(count, encode)
+        kept, text = keep_what_fits(count, encode, None if guess_error is None else guess)
+    encodings = len(calls)
     best = max((k for k in range(count + 1) if 2 * base + width * k <= limit), default=None)
     if best is None:
         assert (kept, text) == (0, None)
     else:
         assert (kept, text) == (best, encode(best))
-    assert calls[0] == count and len(calls) <= 2 + count.bit_length()
+    assert calls[0] == count and encodings <= 3 + count.bit_length()
+    if guess_error == 0 and best is not None and best < count:
+        assert encodings <= 3  # the full frame, the guess, and the one after it

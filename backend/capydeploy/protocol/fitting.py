@@ -26,17 +26,33 @@ def fits(text: str) -> bool:
     return utf8_length(text) <= constants.MAX_MESSAGE
 
 
-def keep_what_fits(count: int, encode: Callable[[int], str]) -> tuple[int, str | None]:
+def keep_what_fits(
+    count: int, encode: Callable[[int], str], guess: Callable[[int], int] | None = None
+) -> tuple[int, str | None]:
     """The most optional items `k <= count` whose frame `encode(k)` fits, with that frame.
 
     `encode(k)` must grow with `k`. (count, frame) when all fit, the usual case and one call;
-    otherwise a binary search (17 encodings for 100 000 items). (0, None) when even `encode(0)` is
-    too large.
+    otherwise a binary search (17 encodings for 100 000 items), which `guess` (bytes over the limit
+    -> items to keep) can spare: a right guess costs two more encodings. (0, None) when even
+    `encode(0)` is too large.
     """
     text = encode(count)
     if fits(text):
         return count, text
-    low, high, best = 0, count - 1, None
+    low, high = 0, count - 1
+    best: tuple[int, str] | None = None
+    if guess is not None and count > 0:
+        first = min(max(guess(utf8_length(text) - constants.MAX_MESSAGE), 0), high)
+        candidate = encode(first)
+        if not fits(candidate):
+            high = first - 1
+        else:
+            best, low = (first, candidate), first + 1
+            if low <= high:
+                following = encode(low)
+                if not fits(following):
+                    return best
+                best, low = (low, following), low + 1
     while low <= high:
         middle = (low + high) // 2
         candidate = encode(middle)
