@@ -176,7 +176,8 @@ class HubSession:
             if len(text) > PARSE_OFF_LOOP_FROM:
                 # An init_upload of thousands of files takes a pydantic pass per path: hundreds of
                 # milliseconds the loop (shared with the plugin's UI) must not stand still for.
-                envelope, message_type, payload = await asyncio.to_thread(parse_request_text, text)
+                known = self.agent.transfer.held_file_lookup(self.hub_id) if self.authenticated else None
+                envelope, message_type, payload = await asyncio.to_thread(parse_request_text, text, known)
             else:
                 envelope = parse_envelope(text)
                 message_type, payload = parse_request(envelope)

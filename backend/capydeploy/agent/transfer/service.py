@@ -397,6 +397,17 @@ class TransferService:
             session = self._session_of(hub_id, upload_id)
             await self._discard(session)
 
+    def held_file_lookup(self, hub_id: str | None) -> Callable[[str], StagedFile | None] | None:
+        """Finds a path among the hub's live uploads, for a resuming init_upload to share their
+        strings (see `parse_request_text`). Safe from a worker: `by_path` is replaced, never
+        changed in place."""
+        maps = [s.by_path for s in self._sessions.values() if s.hub_id == hub_id and s.by_path]
+        if not maps:
+            return None
+        if len(maps) == 1:
+            return maps[0].get
+        return lambda path: next((found for by_path in maps if (found := by_path.get(path)) is not None), None)
+
     def progress(self) -> UploadProgressInfo | None:
         """The most recently active upload still staged, or None."""
         session = self._latest
