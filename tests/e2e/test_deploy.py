@@ -41,6 +41,22 @@ def options(name: str, **extra: object) -> DeployOptions:
     return DeployOptions(game_name=name, create_shortcut=False, **extra)  # type: ignore[arg-type]
 
 
+class CutOnce:
+    """A progress callback that drops the Agent's side of the connection once, as a network
+    failure would, when the deploy first reports progress in `phase`."""
+
+    def __init__(self, agent: Agent, phase: str = "uploading") -> None:
+        self.agent = agent
+        self.phase = phase
+        self.done = False
+
+    def __call__(self, progress: DeployProgress) -> None:
+        if not self.done and progress.phase == self.phase and progress.done_bytes > 0:
+            self.done = True
+            assert self.agent.session is not None
+            self.agent.session.websocket.transport.abort()
+
+
 async def test_tree_arrives_byte_identical(agent: Agent, paired_hub: HubClient, tmp_path: Path) -> None:
     deep = "/".join(f"level{i}" for i in range(20)) + "/bottom.bin"
     files = {
@@ -91,18 +107,9 @@ async def test_connection_cut_midway_resumes(
 ) -> None:
     files = {"big.bin": os.urandom(24 * MiB), "small.bin": os.urandom(1000)}
     game = make_game(tmp_path / "Cut", files)
-    cut = False
-
-    def on_progress(progress: DeployProgress) -> None:
-        nonlocal cut
-        if not cut and progress.phase == phase and progress.done_bytes > 0:
-            cut = True
-            session = agent.session
-            assert session is not None
-            session.websocket.transport.abort()
-
-    result = await paired_hub.deploy(game, options("Cut"), progress=on_progress)
-    assert cut and result.resumes >= 1
+    cut = CutOnce(agent, phase)
+    result = await paired_hub.deploy(game, options("Cut"), progress=cut)
+    assert cut.done and result.resumes >= 1
     assert tree(agent.install_dir / "Cut") == files
     resent = result.bytes_sent - sum(len(data) for data in files.values())
     assert resent <= 16 * MiB, f"{resent} bytes sent again"
@@ -269,17 +276,9 @@ async def test_a_resumed_list_of_many_files_shares_the_held_strings(
         return await real_init(hub_id, request)
 
     monkeypatch.setattr(agent.transfer, "init_upload", init_upload)
-    cut = False
-
-    def on_progress(progress: DeployProgress) -> None:
-        nonlocal cut
-        if not cut and progress.phase == "uploading" and progress.done_bytes > 0:
-            cut = True
-            assert agent.session is not None
-            agent.session.websocket.transport.abort()
-
-    result = await paired_hub.deploy(game, options("ManyCut"), progress=on_progress)
-    assert cut and result.resumes >= 1
+    cut = CutOnce(agent)
+    result = await paired_hub.deploy(game, options("ManyCut"), progress=cut)
+    assert cut.done and result.resumes >= 1
     assert shared and all(shared)
     assert tree(agent.install_dir / "ManyCut") == files
 

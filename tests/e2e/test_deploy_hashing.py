@@ -21,11 +21,11 @@ import pytest
 
 from capydeploy.agent.server import Agent
 from capydeploy.hub.client import HubClient
-from capydeploy.hub.deploy import Deployment, DeployProgress, prepare
+from capydeploy.hub.deploy import Deployment, prepare
 from capydeploy.protocol import constants, new_message_id
 from capydeploy.protocol import messages as m
 from tests.conftest import url_of
-from tests.e2e.test_deploy import MiB, make_game, options, tree
+from tests.e2e.test_deploy import CutOnce, MiB, make_game, options, tree
 
 
 def sha(data: bytes) -> str:
@@ -116,17 +116,9 @@ async def test_after_a_cut_the_hub_still_relies_on_the_agents_hashes(
     files = {"big.bin": os.urandom(24 * MiB), "small.bin": os.urandom(1000)}
     game = make_game(tmp_path / "CutReported", files)
     recorder = Recorder(paired_hub, monkeypatch)
-    cut = False
-
-    def on_progress(progress: DeployProgress) -> None:
-        nonlocal cut
-        if not cut and progress.phase == "uploading" and progress.done_bytes > 0:
-            cut = True
-            assert agent.session is not None
-            agent.session.websocket.transport.abort()
-
-    result = await paired_hub.deploy(game, options("CutReported"), progress=on_progress)
-    assert cut and result.resumes >= 1
+    cut = CutOnce(agent)
+    result = await paired_hub.deploy(game, options("CutReported"), progress=cut)
+    assert cut.done and result.resumes >= 1
     assert len(recorder.inits) >= 2 and recorder.inits[0] == recorder.inits[-1]  # the same list, resumed
     assert recorder.hub_hashed == []
     assert tree(agent.install_dir / "CutReported") == files
