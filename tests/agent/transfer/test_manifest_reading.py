@@ -18,6 +18,8 @@ from capydeploy.agent.transfer.manifest import (
     ManifestEntry,
     _entry_from_json,
     _read_manifest_file,
+    manifest_entries,
+    stage_manifest,
 )
 from capydeploy.agent.transfer.session import _sorted_in_runs
 from capydeploy.agent.transfer.staging import (
@@ -97,3 +99,20 @@ def test_a_session_record_reads_as_parsing_into_dicts_did(tmp_path: Path, files:
     except ValueError:
         plain = None
     assert read_session_record(layout) == plain
+
+
+def test_a_staged_manifest_reads_back_entry_for_entry(tmp_path: Path) -> None:
+    layout = StagingLayout(tmp_path, "upload-" + "1" * 32)
+    layout.folder.mkdir(parents=True)
+    (layout.folder / "a").mkdir()
+    (layout.folder / "a" / "b.bin").write_bytes(b"12345")
+    files = [("a/b.bin", 5, "ab" * 32), ("c.txt", 0, None), ("é/ü.dat", 9, "cd" * 32)]
+    mtimes = [None, 11, 22]  # None: read from the file itself
+    stage_manifest(layout, "G", 7.5, manifest_entries(layout.folder, files, mtimes))
+    manifest = _read_manifest_file(layout.manifest_file, "G")
+    assert manifest is not None and manifest.installed_at == 7.5
+    assert list(manifest.entries.values()) == [
+        ManifestEntry("a/b.bin", 5, "ab" * 32, (layout.folder / "a" / "b.bin").stat().st_mtime_ns),
+        ManifestEntry("c.txt", 0, None, 11),
+        ManifestEntry("é/ü.dat", 9, "cd" * 32, 22),
+    ]

@@ -17,7 +17,7 @@ import contextlib
 import hashlib
 import os
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,17 +46,15 @@ class InstalledManifest:
     installed_at: float
     entries: dict[str, ManifestEntry]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "version": MANIFEST_VERSION,
-            "gameName": self.game_name,
-            "installedAt": self.installed_at,
-            # Made as it is written (compact form), a batch at a time.
-            "files": (
-                {"path": e.path, "size": e.size, "sha256": e.sha256, "mtimeNs": e.mtime_ns}
-                for e in self.entries.values()
-            ),
-        }
+
+def manifest_json(game_name: str, installed_at: float, entries: Iterable[ManifestEntry]) -> dict[str, Any]:
+    return {
+        "version": MANIFEST_VERSION,
+        "gameName": game_name,
+        "installedAt": installed_at,
+        # Made as it is written (compact form), a batch at a time.
+        "files": ({"path": e.path, "size": e.size, "sha256": e.sha256, "mtimeNs": e.mtime_ns} for e in entries),
+    }
 
 
 def manifests_dir(root: Path) -> Path:
@@ -115,36 +113,29 @@ def _entry_from_json(item: object) -> ManifestEntry | None:
     return ManifestEntry(path, size, sha, mtime)
 
 
-def write_manifest(root: Path, manifest: InstalledManifest) -> None:
-    atomic_write_json(manifest_path(root, manifest.game_name), manifest.to_json(), compact=True)
-
-
 def remove_manifest(root: Path, game_name: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         manifest_path(root, game_name).unlink()
 
 
-def build_manifest(
-    game_dir: Path,
-    game_name: str,
-    files: Iterable[tuple[str, int, str | None]],
-    installed_at: float,
-    mtimes: Sequence[int | None] | None = None,
-) -> InstalledManifest:
-    """Describe the installed files as they are on disk right now: each mtime from `mtimes` (seen
-    since the last write) or, where it has None, from a fresh stat."""
-    entries: dict[str, ManifestEntry] = {}
+def manifest_entries(
+    game_dir: Path, files: Iterable[tuple[str, int, str | None]], mtimes: Sequence[int | None] | None = None
+) -> Iterator[ManifestEntry]:
+    """Describe the installed files as they are on disk right now, one at a time: each mtime from
+    `mtimes` (seen since the last write) or, where it has None, from a fresh stat."""
     for index, (path, size, sha) in enumerate(files):
         mtime_ns = mtimes[index] if mtimes is not None else None
         if mtime_ns is None:
             mtime_ns = os.lstat(game_dir / path).st_mtime_ns
-        entries[path] = ManifestEntry(path, size, sha, mtime_ns)
-    return InstalledManifest(game_name, installed_at, entries)
+        yield ManifestEntry(path, size, sha, mtime_ns)
 
 
-def stage_manifest(layout: StagingLayout, manifest: InstalledManifest) -> None:
-    """Write the new version's manifest into its staging folder, before the swap."""
-    atomic_write_json(layout.manifest_file, manifest.to_json(), compact=True)
+def stage_manifest(
+    layout: StagingLayout, game_name: str, installed_at: float, entries: Iterable[ManifestEntry]
+) -> None:
+    """Write the new version's manifest into its staging folder, before the swap. The entries are
+    written as they are made: a game of 50 000 files never holds them all (8 MB)."""
+    atomic_write_json(layout.manifest_file, manifest_json(game_name, installed_at, entries), compact=True)
 
 
 def set_manifest_aside(layout: StagingLayout, game_name: str) -> None:

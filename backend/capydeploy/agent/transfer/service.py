@@ -53,7 +53,7 @@ from .install import (
 )
 from .journal import ChunkJournal, ChunkRecord
 from .manifest import (
-    build_manifest,
+    manifest_entries,
     publish_manifest,
     put_manifest_back,
     read_manifest,
@@ -912,8 +912,8 @@ class TransferService:
             # Recorded before the swap, from the staged tree (a rename keeps every mtime), so an
             # Agent that dies right after the swap still has it (recover_install publishes it).
             files = ((f.relative_path, f.size, f.verified_sha256 or f.sha256) for f in session.files)
-            manifest = build_manifest(layout.tree, session.game_name, files, self._clock(), mtimes)
-            stage_manifest(layout, manifest)
+            entries = manifest_entries(layout.tree, files, mtimes)
+            stage_manifest(layout, session.game_name, self._clock(), entries)
         except OSError as exc:
             log.warning("could not record the manifest of %r: %s", session.game_name, exc)
         try:
