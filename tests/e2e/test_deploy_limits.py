@@ -30,11 +30,25 @@ def frame_bytes(message_type: MessageType, payload: object) -> int:
     return len(encode_message(message_type, payload, new_message_id()).encode())  # type: ignore[arg-type]
 
 
+def crowded_game(folder: Path) -> tuple[dict[str, bytes], Path]:
+    """120 small files of distinct sizes: their 120 hashes take about 11 KB, over LIMIT."""
+    files = {f"data/file-{n:03}.bin": os.urandom(100 + n) for n in range(120)}
+    return files, make_game(folder, files)
+
+
+def assert_cut_to_fit(
+    digests: dict[str, str], files: dict[str, bytes], message_type: MessageType, payload: object
+) -> None:
+    """Some of the hashes went, not all, each one right, in a frame within the limit."""
+    assert 0 < len(digests) < len(files)
+    assert digests == {path: sha(files[path]) for path in digests}
+    assert frame_bytes(message_type, payload) <= LIMIT
+
+
 async def test_per_file_hashes_too_large_for_one_message_are_cut_to_fit(
     agent: Agent, paired_hub: HubClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    files = {f"data/file-{n:03}.bin": os.urandom(100 + n) for n in range(120)}
-    game = make_game(tmp_path / "Crowded", files)
+    files, game = crowded_game(tmp_path / "Crowded")
     recorder = Recorder(paired_hub, monkeypatch)
     monkeypatch.setattr(constants, "MAX_MESSAGE", LIMIT)
 
@@ -42,9 +56,7 @@ async def test_per_file_hashes_too_large_for_one_message_are_cut_to_fit(
     assert tree(agent.install_dir / "Crowded") == files
     # The Agent's result_sha256 for all 120 files would be about 11 KB: it sends the hashes that fit.
     reported = recorder.results[-1].sha256 or {}
-    assert 0 < len(reported) < len(files)
-    assert reported == {path: sha(files[path]) for path in reported}
-    assert frame_bytes(MessageType.OPERATION_RESULT, recorder.results[-1]) <= LIMIT
+    assert_cut_to_fit(reported, files, MessageType.OPERATION_RESULT, recorder.results[-1])
 
     again = await paired_hub.deploy(game, options("Crowded"))
     assert tree(agent.install_dir / "Crowded") == files
@@ -82,15 +94,12 @@ async def test_hashes_sent_with_complete_upload_are_cut_to_fit(
     # complete_upload, which the Agent checks; 120 of them would not fit in 8 KiB.
     client = await reconnected_without({"result_sha256"}, agent, paired_hub, hub_config, monkeypatch)
     try:
-        files = {f"data/file-{n:03}.bin": os.urandom(100 + n) for n in range(120)}
-        game = make_game(tmp_path / "Checked", files)
+        files, game = crowded_game(tmp_path / "Checked")
         recorder = Recorder(client, monkeypatch)
         monkeypatch.setattr(constants, "MAX_MESSAGE", LIMIT)
         await client.deploy(game, options("Checked"))
         assert tree(agent.install_dir / "Checked") == files
         given = recorder.completes[-1].sha256 or {}
-        assert 0 < len(given) < len(files)
-        assert given == {path: sha(files[path]) for path in given}
-        assert frame_bytes(MessageType.COMPLETE_UPLOAD, recorder.completes[-1]) <= LIMIT
+        assert_cut_to_fit(given, files, MessageType.COMPLETE_UPLOAD, recorder.completes[-1])
     finally:
         await client.close()

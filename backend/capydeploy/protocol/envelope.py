@@ -116,7 +116,9 @@ _ENTRY_KEYS = frozenset({"relativePath", "size", "sha256"})
 
 
 @functools.cache
-def _upload_file_adapter() -> TypeAdapter[UploadFile]:
+def upload_file_adapter() -> TypeAdapter[UploadFile]:
+    """Validates one file entry on its own (a staged upload's record, an entry as it is read);
+    built on first use, not at import."""
     return TypeAdapter(UploadFile)
 
 
@@ -126,7 +128,7 @@ def decode_file_entries(pairs: list[tuple[str, Any]]) -> Any:
     obj = dict(pairs)
     if "relativePath" in obj and obj.keys() <= _ENTRY_KEYS:
         try:
-            return _upload_file_adapter().validate_python(obj)
+            return upload_file_adapter().validate_python(obj)
         except ValidationError:
             pass
     return obj

@@ -10,11 +10,8 @@ as fit, and drops the rest.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
 
 from . import constants
-
-T = TypeVar("T")
 
 
 def utf8_length(text: str) -> int:

@@ -14,7 +14,6 @@ Staging sits inside the install root so the final rename never crosses filesyste
 
 from __future__ import annotations
 
-import functools
 import re
 import secrets
 from collections.abc import Iterable, Sequence
@@ -22,10 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from ...protocol.envelope import decode_file_entries
-from ...protocol.messages import UploadFile
+from ...protocol.envelope import decode_file_entries, upload_file_adapter
 from ...protocol.paths import RESERVED_NAMES, PathRuleError, validate_game_name, validate_relative_path
 from ...storage import atomic_write_json, read_json
 
@@ -34,12 +32,6 @@ assert AGENT_DIR_NAME in RESERVED_NAMES  # a game may never be called like our o
 
 RECORD_VERSION = 1
 _UPLOAD_ID = re.compile(r"^upload-[0-9a-f]{32}$")
-
-
-@functools.cache
-def _upload_file_validator() -> TypeAdapter[UploadFile]:
-    """Built on first use (a restart that finds staged uploads), not at import."""
-    return TypeAdapter(UploadFile)
 
 
 def new_upload_id() -> str:
@@ -185,7 +177,7 @@ class SessionRecord:
                 if not isinstance(executable, str):
                     raise ValueError("executable is not a string")
                 validate_relative_path(executable)
-            validator = _upload_file_validator()
+            validator = upload_file_adapter()
             files = file_entries(validator.validate_python(entry) for entry in files_raw)
         except (PathRuleError, ValidationError) as exc:
             raise ValueError(str(exc)) from None
