@@ -105,3 +105,38 @@ def test_full_collections_wait_until_asked_for() -> None:
     finally:
         memory.resume_full_collections()
     assert gc.get_threshold() == usual
+
+
+_MMAPPED_WHILE_HELD = """
+import ctypes, sys
+import capydeploy.memory as m
+assert m.keep_freed_memory(getattr(m, sys.argv[1]))
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+held = bytearray(int(sys.argv[2]))
+print(libc.mallinfo2().hblkhd >= len(held))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc tuning only")
+@pytest.mark.parametrize(
+    ("tuning", "size", "from_mmap"),
+    [
+        # A large message or table of the Agent's comes from mmap, so freeing it gives it back...
+        ("AGENT_TUNING", 4 * 1024 * 1024, True),
+        # ...while a chunk-sized buffer stays in the heap for the next chunk, in both.
+        ("AGENT_TUNING", 1024 * 1024 + 4096, False),
+        ("HUB_TUNING", 4 * 1024 * 1024, False),
+    ],
+)
+def test_which_allocations_go_back_to_the_system(tuning: str, size: int, from_mmap: bool) -> None:
+    import subprocess
+
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_")}
+    run = subprocess.run(
+        [sys.executable, "-c", _MMAPPED_WHILE_HELD, tuning, str(size)], capture_output=True, text=True, check=True, env=env
+    )
+    assert run.stdout.strip() == str(from_mmap)

@@ -10,42 +10,60 @@ glibc also gives each thread that mallocs an arena of its own, up to 8 per core,
 keeps its own freed memory: with the transfer, hash and `to_thread` pools that is up to a dozen
 heaps, each holding what its thread freed. Two arenas are plenty for a handful of worker threads
 and lowered the Agent's peak for a game of 20 000 files by about 30 MB (docs/performance.md).
+
+The Agent keeps less than the Hub: besides chunks it receives messages of up to 10 MiB (the file
+list of a game of many files) and builds tables as large, which from the heap would stay resident
+as scattered free space for the rest of its life; from mmap they go back when freed.
 """
 
 from __future__ import annotations
 
 import ctypes
 import gc
+from dataclasses import dataclass
 
 from .libc import linux_libc_function
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
-MMAP_THRESHOLD = 16 * 1024 * 1024  # chunk-sized buffers come from the heap, not mmap
-TRIM_THRESHOLD = 64 * 1024 * 1024  # keep up to this much freed heap instead of returning it
-ARENA_MAX = 2  # the main heap and one shared by the worker threads
-
-_applied = False
+MiB = 1024 * 1024
 
 
-def keep_freed_memory() -> bool:
-    """Apply the tuning once per process; returns whether it is in effect."""
+@dataclass(frozen=True, slots=True)
+class MallocTuning:
+    mmap_threshold: int  # allocations this large come from mmap, and go back to the system when freed
+    trim_threshold: int  # freed heap kept at its top instead of returned
+    arena_max: int = 2  # the main heap and one shared by the worker threads
+
+
+# The Hub sends 1 MiB chunks and little else: it keeps what they free.
+HUB_TUNING = MallocTuning(mmap_threshold=16 * MiB, trim_threshold=64 * MiB)
+# The Agent keeps chunk-sized buffers too (up to 2 MiB), not its large messages and tables; a
+# game of 50 000 files peaked 5-10 MB lower (docs/performance.md, seventh session).
+AGENT_TUNING = MallocTuning(mmap_threshold=2 * MiB, trim_threshold=16 * MiB)
+
+_applied: MallocTuning | None = None
+
+
+def keep_freed_memory(tuning: MallocTuning = HUB_TUNING) -> bool:
+    """Apply `tuning` once per process (the first call's wins); returns whether one is in effect."""
     global _applied  # noqa: PLW0603 - process-wide, applied once
-    if _applied:
+    if _applied is not None:
         return True
     mallopt = linux_libc_function("mallopt", (ctypes.c_int, ctypes.c_int))
     if mallopt is None:  # not Linux, or not glibc (e.g. musl): nothing to tune
         return False
-    _applied = all(
+    if all(
         mallopt(option, value)
         for option, value in (
-            (M_MMAP_THRESHOLD, MMAP_THRESHOLD),
-            (M_TRIM_THRESHOLD, TRIM_THRESHOLD),
-            (M_ARENA_MAX, ARENA_MAX),
+            (M_MMAP_THRESHOLD, tuning.mmap_threshold),
+            (M_TRIM_THRESHOLD, tuning.trim_threshold),
+            (M_ARENA_MAX, tuning.arena_max),
         )
-    )
-    return _applied
+    ):
+        _applied = tuning
+    return _applied is not None
 
 
 _frozen = False

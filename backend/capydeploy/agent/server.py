@@ -17,6 +17,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
 from ..memory import (
+    AGENT_TUNING,
     collect_full,
     defer_full_collections,
     freeze_startup_objects,
@@ -98,7 +99,7 @@ class Agent:
         return self._server is not None
 
     async def start(self) -> None:
-        keep_freed_memory()
+        keep_freed_memory(AGENT_TUNING)
         freeze_startup_objects()  # shorter GC pauses on the shared loop (games of many files)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(self.install_dir.mkdir, parents=True, exist_ok=True)
