@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from capydeploy.agent.transfer import session as session_module
 from capydeploy.agent.transfer.manifest import (
     MANIFEST_VERSION,
+    MTIME_UNSEEN,
     InstalledManifest,
     ManifestEntry,
     _entry_from_json,
@@ -107,7 +108,7 @@ def test_a_staged_manifest_reads_back_entry_for_entry(tmp_path: Path) -> None:
     (layout.folder / "a").mkdir()
     (layout.folder / "a" / "b.bin").write_bytes(b"12345")
     files = [("a/b.bin", 5, "ab" * 32), ("c.txt", 0, None), ("é/ü.dat", 9, "cd" * 32)]
-    mtimes = [None, 11, 22]  # None: read from the file itself
+    mtimes = [MTIME_UNSEEN, 11, 22]  # MTIME_UNSEEN: read from the file itself
     stage_manifest(layout, "G", 7.5, manifest_entries(layout.folder, files, mtimes))
     manifest = _read_manifest_file(layout.manifest_file, "G")
     assert manifest is not None and manifest.installed_at == 7.5

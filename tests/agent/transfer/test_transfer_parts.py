@@ -125,6 +125,24 @@ def test_a_file_hashed_to_its_end_keeps_only_its_digest() -> None:
     assert file_hash.upto == 0
 
 
+def test_a_settled_digest_keeps_no_hash_state_and_still_guards_rewrites(tmp_path: Path) -> None:
+    staged = StagedFile(0, "a.bin", 6, None, tmp_path)
+    claim, future = _node(staged.digest, 0, b"abcdef")
+    assert staged.digest.commit(claim, future.result())
+    found = staged.digest.finished_hexdigest()
+    assert found == hashlib.sha256(b"abcdef").hexdigest()
+    staged.settle_digest(found)
+    assert staged._digest is None and staged.verified_sha256 == found  # only the digest is kept
+    # Asked for again (a completion that failed, then a second one): still finished, same digest.
+    assert staged.digest.finished_hexdigest() == found
+    assert staged.digest.claim(0, 3) is None and staged.digest.claimed_end == 6
+    # A chunk re-sent after it rewrites hashed bytes: the next completion must read the file back.
+    staged.digest.invalidate()
+    assert staged.digest.finished_hexdigest() is None and staged.digest.upto == 0
+    staged.forget_digest()
+    assert staged.verified_sha256 is None
+
+
 def test_an_empty_file_is_hashed_from_the_start() -> None:
     assert FileHash(0).finished_hexdigest() == hashlib.sha256(b"").hexdigest()
 

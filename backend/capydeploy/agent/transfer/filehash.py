@@ -70,6 +70,14 @@ class FileHash:
         # start -> (end, state) committed early; made when first needed (most files never do)
         self._pending: dict[int, tuple[int, Hasher]] | None = None
 
+    @classmethod
+    def finished(cls, size: int, hexdigest: str) -> FileHash:
+        """The hash of a file known to be whole and unchanged since `hexdigest` was found."""
+        file_hash = cls(size)
+        file_hash.upto = file_hash._tail_end = size
+        file_hash._hexdigest = hexdigest
+        return file_hash
+
     @property
     def hasher(self) -> Hasher:
         """The state over bytes [0, upto); not for a finished file (see `finished_hexdigest`)."""

@@ -118,14 +118,18 @@ def remove_manifest(root: Path, game_name: str) -> None:
         manifest_path(root, game_name).unlink()
 
 
+# An mtime not seen (an mtime_ns is an int64; this one is 1677 and no file has it).
+MTIME_UNSEEN = -(2**63)
+
+
 def manifest_entries(
-    game_dir: Path, files: Iterable[tuple[str, int, str | None]], mtimes: Sequence[int | None] | None = None
+    game_dir: Path, files: Iterable[tuple[str, int, str | None]], mtimes: Sequence[int] | None = None
 ) -> Iterator[ManifestEntry]:
     """Describe the installed files as they are on disk right now, one at a time: each mtime from
-    `mtimes` (seen since the last write) or, where it has None, from a fresh stat."""
+    `mtimes` (seen since the last write) or, where it has `MTIME_UNSEEN`, from a fresh stat."""
     for index, (path, size, sha) in enumerate(files):
-        mtime_ns = mtimes[index] if mtimes is not None else None
-        if mtime_ns is None:
+        mtime_ns = mtimes[index] if mtimes is not None else MTIME_UNSEEN
+        if mtime_ns == MTIME_UNSEEN:
             mtime_ns = os.lstat(game_dir / path).st_mtime_ns
         yield ManifestEntry(path, size, sha, mtime_ns)
 

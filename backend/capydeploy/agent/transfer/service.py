@@ -371,6 +371,9 @@ class TransferService:
             session.state = SessionState.COMPLETING
             try:
                 await session.quiesce()
+                # Nothing of this upload writes any more: its idle write buffers need not sit
+                # through the checks and the install (the peak of a game of many files).
+                self._writer.release_buffers()
                 await self._recheck_carried(session)
                 missing = await self._run(session, session.missing)
                 if missing:
@@ -860,7 +863,7 @@ class TransferService:
             elif claimed != digest:
                 bad.append(staged)
                 continue
-            staged.verified_sha256 = digest
+            staged.settle_digest(digest)
         if not bad:
             return found
         for staged in bad:

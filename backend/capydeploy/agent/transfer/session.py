@@ -98,11 +98,22 @@ class StagedFile:
         incremental redeploys. Made on first use: a carried file never needs one (nor its ~100
         bytes, for each of up to 100 000 files)."""
         if self._digest is None:
-            self._digest = FileHash(self.size)
+            if self.verified_sha256 is not None:  # settled, and asked for again
+                self._digest = FileHash.finished(self.size, self.verified_sha256)
+            else:
+                self._digest = FileHash(self.size)
         return self._digest
 
+    def settle_digest(self, hexdigest: str) -> None:
+        """complete_upload found and checked the file's hash: keep only that, not the state that
+        made it (about 100 bytes a file through the install, the Agent's peak). Only while no
+        write of the file is in flight (the session is COMPLETING)."""
+        self.verified_sha256 = hexdigest
+        self._digest = None
+
     def forget_digest(self) -> None:
-        """Its bytes changed: whatever was hashed no longer counts."""
+        """Its bytes changed: whatever was hashed, or found, no longer counts."""
+        self.verified_sha256 = None
         if self._digest is not None:
             self._digest.invalidate()
 
