@@ -17,7 +17,15 @@ from hypothesis import strategies as st
 from capydeploy.agent.transfer import journal as journal_module
 from capydeploy.agent.transfer.filehash import FileHash, HashClaim, Hasher, hash_bytes_after
 from capydeploy.agent.transfer.journal import ChunkJournal, ChunkRecord, read_journal
-from capydeploy.agent.transfer.ranges import ByteRanges
+from capydeploy.agent.transfer.ranges import (
+    ByteRanges,
+    Held,
+    add_range,
+    held_gaps,
+    held_prefix,
+    held_total,
+    remove_range,
+)
 from capydeploy.agent.transfer.session import StagedFile, upload_signature
 
 SIZE = 64
@@ -51,6 +59,35 @@ def test_byte_ranges_match_a_set_of_bytes(ops: list[tuple[str, list[int]]]) -> N
         intervals = ranges.intervals()
         assert all(a[1] < b[0] for a, b in itertools.pairwise(intervals))  # merged, sorted
         assert ranges.covers(0, SIZE) == (len(model) == SIZE)
+
+
+@given(operations)
+def test_held_bytes_match_a_set_of_bytes_and_stay_an_int_while_a_prefix(ops: list[tuple[str, list[int]]]) -> None:
+    held: Held = 0
+    model: set[int] = set()
+    for operation, (start, end) in ops:
+        span = set(range(start, end))
+        if operation == "add":
+            held, added = add_range(held, start, end)
+            assert added == len(span - model)
+            model |= span
+        elif operation == "remove":
+            held, removed = remove_range(held, start, end)
+            assert removed == len(span & model)
+            model -= span
+        else:
+            held = 0
+            model.clear()
+        assert held_total(held) == len(model)
+        prefix = 0
+        while prefix in model:
+            prefix += 1
+        assert held_prefix(held) == prefix
+        gaps = held_gaps(held, SIZE)
+        assert {b for s, e in gaps for b in range(s, e)} == set(range(SIZE)) - model
+        assert all(a[1] < b[0] for a, b in itertools.pairwise(gaps))  # merged, sorted
+        # No object beyond the int while the bytes are one run from offset 0 (or none).
+        assert isinstance(held, int) == (len(model) == prefix)
 
 
 def test_journal_round_trip_resets_and_torn_lines(tmp_path: Path) -> None:

@@ -25,6 +25,8 @@ class Hasher(Protocol):
 
     def copy(self) -> Hasher: ...
 
+    def digest(self) -> bytes: ...
+
     def hexdigest(self) -> str: ...
 
 
@@ -53,7 +55,7 @@ class HashClaim:
 class FileHash:
     """Hash state of one staged file; touched only on the event loop, except inside worker jobs."""
 
-    __slots__ = ("_hasher", "_hexdigest", "_pending", "_size", "_tail", "_tail_end", "gen", "upto")
+    __slots__ = ("_hasher", "_pending", "_result", "_size", "_tail", "_tail_end", "gen", "upto")
 
     def __init__(self, size: int) -> None:
         self._size = size
@@ -62,7 +64,8 @@ class FileHash:
         self._hasher: Hasher | None = None
         # Once every byte is hashed in order, only the digest is kept and the state dropped: a
         # game of 50 000 small files would otherwise hold 12 MB of finished states until completion.
-        self._hexdigest: str | None = None
+        # Its 32 bytes, not the hex string: 65 bytes a file instead of 113.
+        self._result: bytes | None = None
         self.upto = 0  # bytes [0, upto) are in self.hasher
         self.gen = 0  # bumped whenever in-flight nodes must no longer count
         self._tail: Future[Hasher] | None = None
@@ -75,13 +78,13 @@ class FileHash:
         """The hash of a file known to be whole and unchanged since `hexdigest` was found."""
         file_hash = cls(size)
         file_hash.upto = file_hash._tail_end = size
-        file_hash._hexdigest = hexdigest
+        file_hash._result = bytes.fromhex(hexdigest)
         return file_hash
 
     @property
     def hasher(self) -> Hasher:
         """The state over bytes [0, upto); not for a finished file (see `finished_hexdigest`)."""
-        assert self._hexdigest is None, "the hash is finished"
+        assert self._result is None, "the hash is finished"
         if self._hasher is None:
             self._hasher = new_hasher()
         return self._hasher
@@ -89,16 +92,16 @@ class FileHash:
     @hasher.setter
     def hasher(self, hasher: Hasher) -> None:
         self._hasher = hasher
-        self._hexdigest = None
+        self._result = None
 
     def finished_hexdigest(self) -> str | None:
         """The whole file's SHA-256 once every byte is hashed in order and nothing is in flight."""
         self._finish_if_done()
-        return self._hexdigest
+        return None if self._result is None else self._result.hex()
 
     def _finish_if_done(self) -> None:
-        if self._hexdigest is None and self.upto == self._size and self._tail_end == self.upto and not self._pending:
-            self._hexdigest = self.hasher.hexdigest()
+        if self._result is None and self.upto == self._size and self._tail_end == self.upto and not self._pending:
+            self._result = self.hasher.digest()
             self._hasher = None
 
     @property
@@ -108,7 +111,7 @@ class FileHash:
 
     def claim(self, start: int, end: int) -> HashClaim | None:
         """A node for a chunk at `start`, if it continues the chain."""
-        if start != self._tail_end or end <= start or self._hexdigest is not None:
+        if start != self._tail_end or end <= start or self._result is not None:
             return None
         if self._tail is None or self.upto == start:
             return HashClaim(self.gen, start, end, None, self.hasher)
@@ -155,7 +158,7 @@ class FileHash:
     def invalidate(self) -> None:
         """Bytes already hashed were rewritten: start over (completion re-reads from disk)."""
         self._hasher = None
-        self._hexdigest = None
+        self._result = None
         self.upto = 0
         self._break_chain()
 

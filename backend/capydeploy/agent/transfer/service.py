@@ -61,6 +61,7 @@ from .manifest import (
     set_manifest_aside,
     stage_manifest,
 )
+from .ranges import held_prefix, held_total
 from .resume import load_staged_session
 from .session import (
     MissingFile,
@@ -777,7 +778,7 @@ class TransferService:
 
     async def _catch_up(self, session: UploadSession, staged: StagedFile, file_hash: FileHash) -> None:
         """Hash held bytes that arrived out of order, a little per chunk, from the page cache."""
-        claim = file_hash.claim_catch_up(staged.ranges.prefix_end(), self.chunk_size * CATCH_UP_CHUNKS)
+        claim = file_hash.claim_catch_up(held_prefix(staged.held), self.chunk_size * CATCH_UP_CHUNKS)
         if claim is None:
             return
         try:
@@ -1194,7 +1195,7 @@ def _plan_upload(
         files = session.files
         candidates = ((f.index, f.relative_path, f.size, f.sha256) for f in files if not f.complete)
         plan = plan_carry(candidates, manifest, target)
-        carried = sum(files[i].size - files[i].ranges.total for i in plan.indices)
+        carried = sum(files[i].size - held_total(files[i].held) for i in plan.indices)
         return plan, session.total_bytes - session.held_bytes - carried
     listed = request.files
     fresh = ((i, f.relative_path, f.size, f.sha256) for i, f in enumerate(listed) if f.size > 0)

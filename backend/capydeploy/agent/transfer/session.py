@@ -8,7 +8,7 @@ import heapq
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from .filehash import FileHash
 from .filesystem import FileWriter
 from .handles import HandleCache
 from .journal import ChunkJournal
-from .ranges import ByteRanges
+from .ranges import Held, add_range, held_gaps, held_prefix, held_total, remove_range
 from .staging import ListedFile, SessionRecord, StagingLayout
 
 # (hub id, game name, install root, SHA-256 of the sorted (path, size) list)
@@ -80,7 +80,7 @@ class StagedFile:
     size: int
     sha256: str | None
     tree: Path  # the staging tree this file lives in
-    ranges: ByteRanges = field(default_factory=ByteRanges)  # bytes held and verified
+    held: Held = 0  # bytes held and verified (see ranges.Held)
     verified_sha256: str | None = None  # the whole-file hash found by complete_upload's check
     # Carried over from the installed version: chunks for it are acknowledged but never written,
     # because a hard-linked file shares its data with the installed game.
@@ -125,7 +125,7 @@ class StagedFile:
 
     @property
     def complete(self) -> bool:
-        return self.ranges.covers(0, self.size)
+        return held_prefix(self.held) >= self.size
 
 
 class InflightJobs:
@@ -226,17 +226,20 @@ class UploadSession:
     # --- counting held bytes ------------------------------------------------------------------
 
     def add_held(self, staged: StagedFile, start: int, end: int) -> int:
-        added = staged.ranges.add(start, end)
+        if end == staged.size:
+            end = staged.size  # the int the file already has: a complete file keeps no other
+        staged.held, added = add_range(staged.held, start, end)
         self.held_bytes += added
         return added
 
     def drop_held(self, staged: StagedFile, start: int, end: int) -> None:
-        self.held_bytes -= staged.ranges.remove(start, end)
+        staged.held, removed = remove_range(staged.held, start, end)
+        self.held_bytes -= removed
 
     def reset_file(self, staged: StagedFile) -> None:
         """Forget everything about a file (its data is bad or gone)."""
-        self.held_bytes -= staged.ranges.total
-        staged.ranges.clear()
+        self.held_bytes -= held_total(staged.held)
+        staged.held = 0
         staged.sealed = False
         staged.carried_mtime_ns = None
         staged.verified_sha256 = None
@@ -246,7 +249,7 @@ class UploadSession:
         """Per file, the verified run from offset 0 the Hub may skip; only files with something to skip."""
         resume: dict[str, int] = {}
         for staged in self.files:
-            prefix = staged.ranges.prefix_end()
+            prefix = held_prefix(staged.held)
             if prefix > 0 or staged.size == 0:
                 resume[staged.relative_path] = prefix
         return resume
@@ -256,7 +259,7 @@ class UploadSession:
         for staged in self.files:
             if staged.complete:
                 continue
-            gaps = staged.ranges.missing(staged.size)
+            gaps = held_gaps(staged.held, staged.size)
             report.append(MissingFile(staged.relative_path, sum(e - s for s, e in gaps), staged.size, gaps))
         return report
 
