@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +20,9 @@ from capydeploy.agent.transfer.manifest import (
     _entry_from_json,
     _read_manifest_file,
     manifest_entries,
+    manifest_path,
+    manifests_dir,
+    read_manifest,
     stage_manifest,
 )
 from capydeploy.agent.transfer.session import _sorted_in_runs
@@ -117,3 +120,75 @@ def test_a_staged_manifest_reads_back_entry_for_entry(tmp_path: Path) -> None:
         ManifestEntry("c.txt", 0, None, 11),
         ManifestEntry("é/ü.dat", 9, "cd" * 32, 22),
     ]
+
+
+class Listed(NamedTuple):
+    relative_path: str
+    size: int
+    sha256: str | None
+
+
+def _fresh(text: str) -> str:
+    """An equal string that is not the same object (as a path parsed from another message)."""
+    return "".join(list(text))
+
+
+installed_files = st.lists(
+    st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 3), st.sampled_from([None, "aa" * 32, "bb" * 32])),
+    max_size=30,
+    unique_by=lambda item: item[0] + str(item[1]),
+)
+edits = st.lists(st.tuples(st.sampled_from(["drop", "add", "resize", "rehash"]), st.integers(0, 40)), max_size=6)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=200)
+@given(installed=installed_files, changes=edits)
+def test_a_manifest_read_against_a_file_list_shares_its_objects_and_nothing_else_changes(
+    tmp_path: Path, installed: list[tuple[str, int, str | None]], changes: list[tuple[str, int]]
+) -> None:
+    entries = [ManifestEntry(f"{name}/{n}.bin", 1000 + n, sha, 7) for name, n, sha in installed]
+    listed = [Listed(_fresh(e.path), int(str(e.size)), _fresh(e.sha256) if e.sha256 else None) for e in entries]
+    for change, where in changes:  # the game as the Hub lists it now
+        at = where % (len(listed) + 1)
+        if change == "add":
+            listed.insert(at, Listed(f"new/{where}.bin", 5, None))
+        elif listed and at < len(listed):
+            old = listed[at]
+            if change == "drop":
+                del listed[at]
+            elif change == "resize":
+                listed[at] = old._replace(size=old.size + 1)
+            else:
+                listed[at] = old._replace(sha256="cc" * 32)
+    root = tmp_path / f"root{len(list(tmp_path.iterdir()))}"
+    layout = StagingLayout(root, "upload-" + "2" * 32)
+    layout.folder.mkdir(parents=True)
+    stage_manifest(layout, "G", 1.0, iter(entries))
+    manifests_dir(root).mkdir(parents=True)
+    layout.manifest_file.rename(manifest_path(root, "G"))
+
+    alone = read_manifest(root, "G")
+    shared = read_manifest(root, "G", listed)
+    assert alone is not None and shared == alone  # the same facts, whatever the list
+    if not changes:  # the same list in the same order: every object comes from the list
+        for entry, same in zip(shared.entries.values(), listed, strict=True):
+            assert entry.path is same.relative_path and entry.size is same.size
+            assert entry.sha256 is same.sha256
+
+
+def test_files_added_and_removed_since_do_not_stop_the_sharing(tmp_path: Path) -> None:
+    entries = [ManifestEntry(f"data/{n:03}.bin", n, f"{n:064x}", 7) for n in range(300, 340)]
+    listed = [Listed(_fresh(e.path), int(str(e.size)), _fresh(e.sha256 or "")) for e in entries]
+    listed.insert(0, Listed("data/000-new.bin", 1, None))
+    del listed[20]
+    listed.insert(30, Listed("data/325-new.bin", 1, None))
+    layout = StagingLayout(tmp_path, "upload-" + "2" * 32)
+    layout.folder.mkdir(parents=True)
+    stage_manifest(layout, "G", 1.0, iter(entries))
+    manifests_dir(tmp_path).mkdir(parents=True)
+    layout.manifest_file.rename(manifest_path(tmp_path, "G"))
+    manifest = read_manifest(tmp_path, "G", listed)
+    assert manifest is not None
+    by_path = {f.relative_path: f for f in listed}
+    shared = [e for e in manifest.entries.values() if e.path in by_path and e.sha256 is by_path[e.path].sha256]
+    assert len(shared) == len(entries) - 1  # all but the one removed from the list

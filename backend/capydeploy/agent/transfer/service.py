@@ -75,6 +75,7 @@ from .session import (
 )
 from .staging import (
     AGENT_DIR_NAME,
+    ListedFile,
     SessionRecord,
     StagingLayout,
     list_staged_ids,
@@ -1189,7 +1190,8 @@ def _plan_upload(
     For a new upload, plans over the request's file list (the session will list the same files in
     the same order), before anything is written.
     """
-    manifest = read_manifest(layout.root, request.config.game_name)
+    listed: Sequence[ListedFile] = session.files if session is not None else request.files
+    manifest = read_manifest(layout.root, request.config.game_name, listed)
     target = layout.root / request.config.game_name
     if session is not None:
         files = session.files
@@ -1197,7 +1199,6 @@ def _plan_upload(
         plan = plan_carry(candidates, manifest, target)
         carried = sum(files[i].size - held_total(files[i].held) for i in plan.indices)
         return plan, session.total_bytes - session.held_bytes - carried
-    listed = request.files
     fresh = ((i, f.relative_path, f.size, f.sha256) for i, f in enumerate(listed) if f.size > 0)
     plan = plan_carry(fresh, manifest, target)
     carried = sum(listed[i].size for i in plan.indices)
