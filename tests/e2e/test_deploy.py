@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from capydeploy.agent.server import Agent
+from capydeploy.hub import client as client_module
 from capydeploy.hub import deploy as deploy_module
 from capydeploy.hub.client import HubClient
 from capydeploy.hub.deploy import DeployOptions, DeployProgress
@@ -255,6 +257,32 @@ async def test_game_of_many_files(agent: Agent, paired_hub: HubClient, tmp_path:
     again = await paired_hub.deploy(game, options("Many"))
     assert again.bytes_sent == 0 and again.files == 1500
     assert tree(agent.install_dir / "Many") == files
+
+
+async def test_a_long_file_list_goes_in_fragments_and_arrives_whole(
+    agent: Agent, paired_hub: HubClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Fragments of 300 characters, so this list of multi-byte names is cut inside names (and
+    # between the bytes of a character, had the cut been in bytes).
+    monkeypatch.setattr(client_module, "FRAGMENT_CHARS", 300)
+    sent: list[list[str]] = []
+    real = client_module.in_fragments
+
+    def recorded(text: str) -> str | Iterator[str]:
+        pieces = real(text)
+        if isinstance(pieces, str):
+            return pieces
+        sent.append(list(pieces))
+        return iter(sent[-1])
+
+    monkeypatch.setattr(client_module, "in_fragments", recorded)
+    files = {f"données/ünïcødé {i:03} 文件.dat": os.urandom(i) for i in range(60)}
+    game = make_game(tmp_path / "Fragmented", files)
+    await paired_hub.deploy(game, options("Fragmented"))
+    assert tree(agent.install_dir / "Fragmented") == files
+    init = [pieces for pieces in sent if '"init_upload"' in pieces[0]]
+    assert len(init) == 1 and len(init[0]) > 10  # one message, in many frames
+    assert all(len(piece) <= 300 for piece in init[0])
 
 
 async def test_a_resumed_list_of_many_files_shares_the_held_strings(

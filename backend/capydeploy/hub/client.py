@@ -8,7 +8,7 @@ import json
 import logging
 import platform
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -42,6 +42,19 @@ RECONNECT_DELAYS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 
 def _platform() -> str:
     return platform.system().lower() or "unknown"
+
+
+FRAGMENT_CHARS = 256 * 1024
+
+
+def in_fragments(text: str) -> str | Iterator[str]:
+    """A long message as several frames (one message still): a frame stays in the receiving
+    websockets' parser until the next frame arrives, so the Agent would hold the last 10 MiB file
+    list through the whole init_upload it starts (the Hub waits for the reply meanwhile); only a
+    fragment stays so. Slices of a str split between characters: each is valid UTF-8."""
+    if len(text) <= FRAGMENT_CHARS:
+        return text
+    return (text[start : start + FRAGMENT_CHARS] for start in range(0, len(text), FRAGMENT_CHARS))
 
 
 class HubClient:
@@ -344,7 +357,7 @@ class HubClient:
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for returns the result and drops a
             # cancellation that lands as the inner await finishes (a cancelled deploy went on).
             async with asyncio.timeout(c.WRITE_WAIT):
-                await ws.send(encode_message(message_type, payload, message_id))
+                await ws.send(in_fragments(encode_message(message_type, payload, message_id)))
             async with asyncio.timeout(timeout or self.request_timeout):
                 reply_type, frame = await future
         except TimeoutError:
