@@ -864,8 +864,6 @@ class TransferService:
                 found[staged.relative_path] = digest
             elif claimed != digest:
                 bad.append(staged)
-                continue
-            staged.settle_digest(digest)
         if not bad:
             return found
         for staged in bad:
@@ -879,29 +877,35 @@ class TransferService:
         )
 
     def _finish_digests(self, session: UploadSession, files: list[StagedFile]) -> list[str]:
+        """Each file's whole-file hash, settled on the file as it is found (its hash state goes
+        at once, not after all of them: the states and the hex digests of a game of many files
+        were both alive at the Agent's peak)."""
         digests: list[str] = []
         for staged in files:
-            file_hash = staged.digest
-            finished = file_hash.finished_hexdigest()
-            if finished is not None:  # hashed in order as the chunks arrived: the usual case
-                digests.append(finished)
-                continue
-            hasher = file_hash.hasher.copy()
-            if file_hash.upto < staged.size:
-                handle = session.handles.acquire(staged.path)
-                try:
-                    offset = file_hash.upto
-                    while offset < staged.size:
-                        length = min(self.chunk_size, staged.size - offset)
-                        data = read_exactly(self._writer, handle, length, offset)
-                        if len(data) != length:
-                            raise OSError(errno.EIO, f"{staged.relative_path} is shorter than expected")
-                        hasher.update(data)
-                        offset += length
-                finally:
-                    session.handles.release(staged.path)
-            digests.append(hasher.hexdigest())
+            digests.append(digest := self._finish_digest(session, staged))
+            staged.settle_digest(digest)
         return digests
+
+    def _finish_digest(self, session: UploadSession, staged: StagedFile) -> str:
+        file_hash = staged.digest
+        finished = file_hash.finished_hexdigest()
+        if finished is not None:  # hashed in order as the chunks arrived: the usual case
+            return finished
+        hasher = file_hash.hasher.copy()
+        if file_hash.upto < staged.size:
+            handle = session.handles.acquire(staged.path)
+            try:
+                offset = file_hash.upto
+                while offset < staged.size:
+                    length = min(self.chunk_size, staged.size - offset)
+                    data = read_exactly(self._writer, handle, length, offset)
+                    if len(data) != length:
+                        raise OSError(errno.EIO, f"{staged.relative_path} is shorter than expected")
+                    hasher.update(data)
+                    offset += length
+            finally:
+                session.handles.release(staged.path)
+        return hasher.hexdigest()
 
     def _install(self, session: UploadSession) -> InstalledGame:
         """Worker job: fsync and modes, swap into place, record the manifest, remove staging."""
