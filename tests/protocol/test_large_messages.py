@@ -204,20 +204,28 @@ def test_keep_what_fits_keeps_the_most_items_that_fit(
 
 class Held(NamedTuple):
     relative_path: str
+    size: int
     sha256: str | None
 
 
 def test_a_resumed_list_shares_the_strings_of_the_files_held() -> None:
     # Made at run time, so no string below is shared by accident (literals and names are interned).
     held = {
-        path: Held(path, sha)
-        for path, sha in (("".join(["data/", str(n), ".bin"]), "".join(["ab"] * 31 + [f"{n:02x}"])) for n in range(4))
+        path: Held(path, size, sha)
+        for path, size, sha in (
+            # sizes past 256: ints CPython does not share itself
+            ("".join(["data/", str(n), ".bin"]), int(f"7000{n}"), "".join(["ab"] * 31 + [f"{n:02x}"]))
+            for n in range(4)
+        )
     }
-    files: list[dict[str, Any]] = [{"relativePath": path, "size": 1, "sha256": entry.sha256} for path, entry in held.items()]
+    files: list[dict[str, Any]] = [
+        {"relativePath": path, "size": entry.size, "sha256": entry.sha256} for path, entry in held.items()
+    ]
     files[1]["sha256"] = "cd" * 32  # the file changed since: its new hash is kept
     del files[2]["sha256"]  # listed without a hash this time
+    files[3]["size"] = 1  # ... and one changed size: its new size is kept
     files.append({"relativePath": "new.bin", "size": 1})
-    payload = {"config": {"gameName": "G"}, "totalSize": len(files), "files": files}
+    payload = {"config": {"gameName": "G"}, "totalSize": sum(f["size"] for f in files), "files": files}
     text = json.dumps({"id": "r", "type": "init_upload", "payload": payload})
 
     _, _, request = parse_request_text(text, held.get)
@@ -226,6 +234,8 @@ def test_a_resumed_list_shares_the_strings_of_the_files_held() -> None:
     entries = {entry.relative_path: entry for entry in request.files}
     for path, entry in held.items():
         assert entries[path].relative_path is entry.relative_path
-    same, changed, unhashed = (entries[path] for path in list(held)[:3])
+    same, changed, unhashed, resized = (entries[path] for path in held)
     assert same.sha256 is held[same.relative_path].sha256
+    assert same.size is held[same.relative_path].size
     assert changed.sha256 == "cd" * 32 and unhashed.sha256 is None
+    assert resized.size == 1

@@ -74,9 +74,10 @@ def _envelope_of(raw: Any) -> Envelope:
 
 
 class KnownEntry(Protocol):
-    """A file entry already held (a live upload's staged file): its strings can be shared."""
+    """A file entry already held (a live upload's staged file): its values can be shared."""
 
     relative_path: str
+    size: int
     sha256: str | None
 
 
@@ -146,8 +147,10 @@ def _loads_decoding_entries(
         if isinstance(obj, UploadFile):
             decoded = True
             held = known(obj.relative_path) if known is not None else None
-            if held is not None:  # equal strings: keep one of each
+            if held is not None:  # equal values: keep one of each
                 obj.relative_path = held.relative_path
+                if obj.size == held.size:
+                    obj.size = held.size
                 if obj.sha256 is not None and obj.sha256 == held.sha256:
                     obj.sha256 = held.sha256
         return obj

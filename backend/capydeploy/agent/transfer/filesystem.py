@@ -15,6 +15,10 @@ from typing import Protocol, runtime_checkable
 
 from ...libc import linux_libc_function
 
+# A path as os.open takes it: per-file paths are plain strings where a Path would intern each
+# file's name (pathlib does), for up to 100 000 files.
+StrPath = str | os.PathLike[str]
+
 BytesLike = bytes | bytearray | memoryview
 
 # Linux PATH_MAX counts the terminating NUL; longer paths fail with ENAMETOOLONG.
@@ -34,7 +38,7 @@ class FileWriter(Protocol):
     installed game.
     """
 
-    def open(self, path: Path) -> int:
+    def open(self, path: StrPath) -> int:
         """Open `path` for reading and writing, creating it (mode 0644) when missing."""
         ...
 
@@ -129,7 +133,7 @@ class OsFileWriter:
         self._direct_io = direct_io and _O_DIRECT != 0
         # The path of each open file that may still get its O_DIRECT twin: opened at its first
         # large aligned write, so a small file (most of a game of many files) costs one open.
-        self._paths: dict[int, Path] = {}
+        self._paths: dict[int, StrPath] = {}
         self._direct_handles: dict[int, int] = {}  # ordinary descriptor -> its O_DIRECT twin
         # Files whose twin could not be opened or failed with EINVAL; a refused twin is closed with
         # the file, not at once, as another thread may be writing through it.
@@ -138,7 +142,7 @@ class OsFileWriter:
         self._create_lock = threading.Lock()
         self._buffers = _AlignedBufferPool()
 
-    def open(self, path: Path) -> int:
+    def open(self, path: StrPath) -> int:
         # One creation at a time: the kernel serialises them per folder anyway, and worker threads
         # racing for a folder's lock spin on it (ext4: twice the CPU for a game of many small files).
         with self._create_lock:

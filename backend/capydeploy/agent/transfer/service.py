@@ -249,6 +249,8 @@ class TransferService:
         self._check_target(root, target)
         self._check_path_lengths(root, request)
         async with self._lock:
+            # Idle write buffers (megabytes) need not sit through the planning of a long list.
+            self._writer.release_buffers()
             await self._scan_root(root)
             # Everything O(files) runs in a worker: a game may list 100 000 files.
             signature = await self._run(None, upload_signature, hub_id, game_name, root, request.files)
@@ -630,7 +632,7 @@ class TransferService:
                 (tree / folder).mkdir(parents=True, exist_ok=True)
             for staged in session.files:
                 if staged.size == 0:  # nothing will ever be sent for it
-                    self._writer.close(self._writer.open(staged.path))
+                    self._writer.close(self._writer.open(staged.os_path))
             session.journal = ChunkJournal(layout.journal_file)
             return session
         except BaseException:
@@ -743,15 +745,15 @@ class TransferService:
         if chunk.checksum is not None and digest != chunk.checksum:
             return False, None
         if len(data):
-            path = chunk.staged.path
             if chunk.whole_file:
                 # Written once and done: opened and closed here, not kept among the handles.
-                handle = self._writer.open(path)
+                handle = self._writer.open(chunk.staged.os_path)
                 try:
                     write_all(self._writer, handle, data, chunk.offset)
                 finally:
                     self._writer.close(handle)
             else:
+                path = chunk.staged.path
                 handle = session.handles.acquire(path)
                 try:
                     write_all(self._writer, handle, data, chunk.offset)
@@ -1138,7 +1140,7 @@ def _changed_carried_files(files: list[StagedFile]) -> list[StagedFile]:
     changed: list[StagedFile] = []
     for staged in files:
         try:
-            info = os.lstat(staged.path)
+            info = os.lstat(staged.os_path)
         except OSError:
             changed.append(staged)
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import heapq
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future
@@ -122,6 +123,12 @@ class StagedFile:
         """Where the file is staged; built when asked for, not kept (a few microseconds a call,
         against about 200 bytes for each of up to 100 000 files)."""
         return self.tree / self.relative_path
+
+    @property
+    def os_path(self) -> str:
+        """`path` as a plain string, for the per-file steps of games of many files: a Path would
+        intern the file's name (pathlib does), and the interned table never shrinks."""
+        return os.path.join(self.tree, self.relative_path)
 
     @property
     def complete(self) -> bool:
