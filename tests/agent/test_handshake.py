@@ -18,6 +18,7 @@ from capydeploy.agent.server import Agent
 from capydeploy.hub.client import HubClient
 from capydeploy.hub.errors import AgentError, RevokedError
 from capydeploy.protocol import messages as m
+from capydeploy.protocol.frames import encode_chunk
 from tests.conftest import AgentFactory, RawPeer, code_from_state, url_of
 
 OpenPeer = Callable[[], Awaitable[RawPeer]]
@@ -344,3 +345,24 @@ async def test_paired_hub_takes_the_slot_from_a_pending_pairing(
     assert await _closed_code(squatter) == 1001
     assert agent.snapshot().pairing is None
     await again.close()
+
+
+async def test_messages_in_fragments_are_joined_text_and_binary(agent: Agent, raw_peer: OpenPeer) -> None:
+    peer = await raw_peer()
+    await peer.hello()
+    code = agent.snapshot().pairing
+    assert code is not None
+    await peer.send("pair_confirm", {"code": code.code}, "c1")
+    assert (await peer.recv())["type"] == "pair_success"
+    assert (await peer.recv())["type"] == "agent_status"
+    # A text request in three fragments, cut inside a multi-byte character's neighbourhood.
+    text = json.dumps({"id": "frag-é", "type": "get_info"}, ensure_ascii=False)
+    await peer.ws.send(iter([text[:5], text[5:13], text[13:]]))
+    info = await peer.recv()
+    assert info["type"] == "info_response" and info["id"] == "frag-é"
+    # A binary frame in fragments is one message too: a chunk for no upload is answered 404,
+    # not taken apart as several broken frames.
+    chunk = encode_chunk(m.ChunkHeader(id="chunk-1", upload_id="upload-" + "0" * 32, file_path="a", offset=0), b"x" * 100)
+    await peer.ws.send(iter([chunk[:7], chunk[7:60], chunk[60:]]))
+    reply = await peer.recv()
+    assert reply["id"] == "chunk-1" and reply["type"] == "error" and reply["error"]["code"] == 404
