@@ -180,6 +180,33 @@ def test_a_settled_digest_keeps_no_hash_state_and_still_guards_rewrites(tmp_path
     assert staged.verified_sha256 is None
 
 
+def test_a_finished_hash_is_kept_as_its_bytes_only_while_no_other_write_is_in_flight(tmp_path: Path) -> None:
+    staged = StagedFile(0, "a.bin", 6, None, tmp_path)
+    claim, future = _node(staged.digest, 0, b"abcdef")
+    assert staged.digest.commit(claim, future.result())
+    expected = hashlib.sha256(b"abcdef")
+    staged.writes = 2  # another write of the file holds the FileHash: it must stay
+    staged.settle_finished()
+    assert isinstance(staged._digest, FileHash)
+    staged.writes = 1  # only the write that finished it
+    staged.settle_finished()
+    assert staged._digest == expected.digest()  # 32 bytes, no hash state
+    assert staged.finished_hexdigest() == expected.hexdigest()
+    # A chunk re-sent later gets a finished FileHash back, and spoils it like any rewrite.
+    file_hash = staged.digest
+    assert file_hash.finished_hexdigest() == expected.hexdigest() and file_hash.claim(0, 6) is None
+    file_hash.invalidate()
+    assert staged.finished_hexdigest() is None
+    staged.settle_finished()  # nothing finished: nothing to keep
+    assert staged._digest is file_hash
+    # Forgetting a file drops a finished digest too.
+    claim, future = _node(staged.digest, 0, b"abcdef")
+    assert staged.digest.commit(claim, future.result())
+    staged.settle_finished()
+    staged.forget_digest()
+    assert staged._digest is None and staged.finished_hexdigest() is None
+
+
 def test_an_empty_file_is_hashed_from_the_start() -> None:
     assert FileHash(0).finished_hexdigest() == hashlib.sha256(b"").hexdigest()
 

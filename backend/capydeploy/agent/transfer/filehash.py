@@ -74,11 +74,11 @@ class FileHash:
         self._pending: dict[int, tuple[int, Hasher]] | None = None
 
     @classmethod
-    def finished(cls, size: int, hexdigest: str) -> FileHash:
-        """The hash of a file known to be whole and unchanged since `hexdigest` was found."""
+    def finished(cls, size: int, digest: bytes) -> FileHash:
+        """The hash of a file known to be whole and unchanged since `digest` was found."""
         file_hash = cls(size)
         file_hash.upto = file_hash._tail_end = size
-        file_hash._result = bytes.fromhex(hexdigest)
+        file_hash._result = digest
         return file_hash
 
     @property
@@ -93,6 +93,11 @@ class FileHash:
     def hasher(self, hasher: Hasher) -> None:
         self._hasher = hasher
         self._result = None
+
+    def finished_digest(self) -> bytes | None:
+        """`finished_hexdigest`, as its 32 bytes."""
+        self._finish_if_done()
+        return self._result
 
     def finished_hexdigest(self) -> str | None:
         """The whole file's SHA-256 once every byte is hashed in order and nothing is in flight."""

@@ -683,7 +683,6 @@ class TransferService:
         touch: float | None = None
         if now - session.activity_written >= ACTIVITY_WRITE_INTERVAL:
             session.activity_written = touch = now
-        end = offset + len(data)
 
         if staged.sealed:
             # Shares its data with the installed game: verify, acknowledge, never write.
@@ -692,6 +691,23 @@ class TransferService:
                 raise _checksum_error(staged, offset)
             return
 
+        staged.writes += 1
+        try:
+            await self._write_and_hash(session, staged, offset, data, checksum, touch=touch)
+        finally:
+            staged.writes -= 1
+
+    async def _write_and_hash(
+        self,
+        session: UploadSession,
+        staged: StagedFile,
+        offset: int,
+        data: memoryview,
+        checksum: str | None,
+        *,
+        touch: float | None,
+    ) -> None:
+        end = offset + len(data)
         file_hash = staged.digest
         hash_job: Future[Hasher] | None = None
         claim = file_hash.claim(offset, end)
@@ -731,6 +747,7 @@ class TransferService:
                 if wrote and offset < file_hash.claimed_end:
                     file_hash.invalidate()
         await self._catch_up(session, staged, file_hash)
+        staged.settle_finished()
 
     def _store_chunk(self, session: UploadSession, chunk: _ChunkWrite) -> tuple[bool, Hasher | None]:
         """Worker job: verify, pwrite, journal, then collect the chunk's hash node.
@@ -889,10 +906,10 @@ class TransferService:
         return digests
 
     def _finish_digest(self, session: UploadSession, staged: StagedFile) -> str:
-        file_hash = staged.digest
-        finished = file_hash.finished_hexdigest()
+        finished = staged.finished_hexdigest()
         if finished is not None:  # hashed in order as the chunks arrived: the usual case
             return finished
+        file_hash = staged.digest
         hasher = file_hash.hasher.copy()
         if file_hash.upto < staged.size:
             handle = session.handles.acquire(staged.path)

@@ -90,7 +90,10 @@ class StagedFile:
     # Whether its first bytes mark a program (ELF, #!), noted when the chunk at offset 0 is
     # stored, so completion need not read it back; None when not known (staged before a restart).
     program: bool | None = None
-    _digest: FileHash | None = None  # see `digest`
+    writes: int = 0  # write_chunk calls for this file in flight
+    # The whole-file hash: its state while bytes arrive, its 32 bytes once finished (see
+    # `settle_finished`), None before the first chunk or once complete_upload has settled it.
+    _digest: FileHash | bytes | None = None
 
     @property
     def digest(self) -> FileHash:
@@ -98,12 +101,33 @@ class StagedFile:
         sha256: the Hub may send their hash with complete_upload, and the manifest needs it for
         incremental redeploys. Made on first use: a carried file never needs one (nor its ~100
         bytes, for each of up to 100 000 files)."""
-        if self._digest is None:
-            if self.verified_sha256 is not None:  # settled, and asked for again
-                self._digest = FileHash.finished(self.size, self.verified_sha256)
-            else:
-                self._digest = FileHash(self.size)
+        digest = self._digest
+        if isinstance(digest, FileHash):
+            return digest
+        if isinstance(digest, bytes):  # finished, and asked for again (a chunk re-sent)
+            self._digest = FileHash.finished(self.size, digest)
+        elif self.verified_sha256 is not None:  # settled, and asked for again
+            self._digest = FileHash.finished(self.size, bytes.fromhex(self.verified_sha256))
+        else:
+            self._digest = FileHash(self.size)
         return self._digest
+
+    def finished_hexdigest(self) -> str | None:
+        """The whole-file hash once every byte is hashed in order (see FileHash)."""
+        if isinstance(self._digest, bytes):
+            return self._digest.hex()
+        return self.digest.finished_hexdigest()
+
+    def settle_finished(self) -> None:
+        """Once the hash is finished, keep its 32 bytes instead of the FileHash (about 100 bytes
+        a file for the rest of the upload: most files of a game of many files are written in one
+        chunk). Only when no other write of the file is in flight: such a write holds the
+        FileHash and would mark it spoilt after this, unseen."""
+        digest = self._digest
+        if self.writes == 1 and isinstance(digest, FileHash):
+            finished = digest.finished_digest()
+            if finished is not None:
+                self._digest = finished
 
     def settle_digest(self, hexdigest: str) -> None:
         """complete_upload found and checked the file's hash: keep only that, not the state that
@@ -115,8 +139,10 @@ class StagedFile:
     def forget_digest(self) -> None:
         """Its bytes changed: whatever was hashed, or found, no longer counts."""
         self.verified_sha256 = None
-        if self._digest is not None:
+        if isinstance(self._digest, FileHash):
             self._digest.invalidate()
+        else:
+            self._digest = None
 
     @property
     def path(self) -> Path:
