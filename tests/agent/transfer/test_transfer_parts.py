@@ -165,19 +165,20 @@ def test_a_file_hashed_to_its_end_keeps_only_its_digest() -> None:
 def test_a_settled_digest_keeps_no_hash_state_and_still_guards_rewrites(tmp_path: Path) -> None:
     staged = StagedFile(0, "a.bin", 6, None, tmp_path)
     claim, future = _node(staged.digest, 0, b"abcdef")
+    staged.writes = 2  # so the write that finishes it cannot drop the state on its own
     assert staged.digest.commit(claim, future.result())
-    found = staged.digest.finished_hexdigest()
-    assert found == hashlib.sha256(b"abcdef").hexdigest()
+    found = staged.finished_digest()
+    assert found == hashlib.sha256(b"abcdef").digest()
     staged.settle_digest(found)
-    assert staged._digest is None and staged.verified_sha256 == found  # only the digest is kept
+    assert staged._digest is found  # only the 32 bytes are kept
     # Asked for again (a completion that failed, then a second one): still finished, same digest.
-    assert staged.digest.finished_hexdigest() == found
+    assert staged.digest.finished_digest() == found
     assert staged.digest.claim(0, 3) is None and staged.digest.claimed_end == 6
     # A chunk re-sent after it rewrites hashed bytes: the next completion must read the file back.
     staged.digest.invalidate()
-    assert staged.digest.finished_hexdigest() is None and staged.digest.upto == 0
+    assert staged.finished_digest() is None and staged.digest.upto == 0
     staged.forget_digest()
-    assert staged.verified_sha256 is None
+    assert staged.finished_digest() is None
 
 
 def test_a_finished_hash_is_kept_as_its_bytes_only_while_no_other_write_is_in_flight(tmp_path: Path) -> None:

@@ -82,7 +82,6 @@ class StagedFile:
     sha256: str | None
     tree: Path  # the staging tree this file lives in
     held: Held = 0  # bytes held and verified (see ranges.Held)
-    verified_sha256: str | None = None  # the whole-file hash found by complete_upload's check
     # Carried over from the installed version: chunks for it are acknowledged but never written,
     # because a hard-linked file shares its data with the installed game.
     sealed: bool = False
@@ -106,17 +105,20 @@ class StagedFile:
             return digest
         if isinstance(digest, bytes):  # finished, and asked for again (a chunk re-sent)
             self._digest = FileHash.finished(self.size, digest)
-        elif self.verified_sha256 is not None:  # settled, and asked for again
-            self._digest = FileHash.finished(self.size, bytes.fromhex(self.verified_sha256))
         else:
             self._digest = FileHash(self.size)
         return self._digest
 
-    def finished_hexdigest(self) -> str | None:
-        """The whole-file hash once every byte is hashed in order (see FileHash)."""
+    def finished_digest(self) -> bytes | None:
+        """The whole-file hash once every byte is hashed in order (see FileHash); after
+        complete_upload, the hash it found."""
         if isinstance(self._digest, bytes):
-            return self._digest.hex()
-        return self.digest.finished_hexdigest()
+            return self._digest
+        return self.digest.finished_digest()
+
+    def finished_hexdigest(self) -> str | None:
+        digest = self.finished_digest()
+        return None if digest is None else digest.hex()
 
     def settle_finished(self) -> None:
         """Once the hash is finished, keep its 32 bytes instead of the FileHash (about 100 bytes
@@ -129,16 +131,14 @@ class StagedFile:
             if finished is not None:
                 self._digest = finished
 
-    def settle_digest(self, hexdigest: str) -> None:
-        """complete_upload found and checked the file's hash: keep only that, not the state that
-        made it (about 100 bytes a file through the install, the Agent's peak). Only while no
-        write of the file is in flight (the session is COMPLETING)."""
-        self.verified_sha256 = hexdigest
-        self._digest = None
+    def settle_digest(self, digest: bytes) -> None:
+        """complete_upload found the file's hash: keep only its 32 bytes, not the state that made
+        it (about 100 bytes a file through the install, the Agent's peak). Only while no write of
+        the file is in flight (the session is COMPLETING)."""
+        self._digest = digest
 
     def forget_digest(self) -> None:
         """Its bytes changed: whatever was hashed, or found, no longer counts."""
-        self.verified_sha256 = None
         if isinstance(self._digest, FileHash):
             self._digest.invalidate()
         else:
@@ -275,7 +275,6 @@ class UploadSession:
         staged.held = 0
         staged.sealed = False
         staged.carried_mtime_ns = None
-        staged.verified_sha256 = None
         staged.forget_digest()
 
     def resume_from(self) -> dict[str, int]:
