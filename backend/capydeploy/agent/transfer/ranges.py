@@ -5,9 +5,9 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from typing import cast
 
-# The bounds of a set that holds nothing: shared, so a file with no bytes yet (and a game may list
-# 100 000) costs no lists. A set of one interval, what every finished file has, keeps its bounds as
-# tuples (48 bytes against 176 for two lists); lists are made only when a second interval comes.
+# The bounds of a set that holds nothing: shared, so an empty set costs no lists. A set of one
+# interval keeps its bounds as tuples (48 bytes against 176 for two lists); lists are made only
+# when a second interval comes. (A staged file has a set only while its bytes have gaps: `Held`.)
 _NONE_HELD: tuple[int, ...] = ()
 _FROM_ZERO: tuple[int, ...] = (0,)
 
