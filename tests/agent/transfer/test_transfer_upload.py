@@ -317,6 +317,29 @@ async def test_random_concurrent_traffic_never_installs_wrong_bytes(
     assert (installed.path / "f.bin").read_bytes() == good
 
 
+@pytest.mark.parametrize("seed", range(12))
+async def test_the_hash_found_always_matches_the_bytes_installed(service: TransferService, seed: int) -> None:
+    """Files of one chunk sent without hashes, some twice at once with different (self-consistent)
+    data, as a Hub whose files change under it might: whichever bytes land, the hash complete_upload
+    reports (and the manifest records) is theirs. A finished hash is kept as its bytes only when no
+    other write of the file is in flight."""
+    rng = random.Random(seed)
+    files = {f"f{i}.bin": rng.randbytes(rng.randrange(1, CHUNK)) for i in range(20)}
+    reply = await service.init_upload(HUB, make_request("Found", files, with_sha=False))
+    traffic = [frame(reply.upload_id, path, 0, data) for path, data in files.items()]
+    for path in rng.sample(sorted(files), 8):
+        traffic.append(frame(reply.upload_id, path, 0, rng.randbytes(len(files[path]))))
+    rng.shuffle(traffic)
+    while traffic:
+        batch = traffic[: rng.randrange(1, 9)]
+        traffic = traffic[len(batch) :]
+        await asyncio.gather(*(service.write_chunk(HUB, item) for item in batch))
+    installed = await service.complete_upload(HUB, reply.upload_id)
+    assert sorted(installed.found_sha256) == sorted(files)
+    for path in files:
+        assert installed.found_sha256[path] == sha((installed.path / path).read_bytes())
+
+
 async def test_small_files_arriving_together_are_stored_in_batches(
     service: TransferService, games: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
