@@ -73,16 +73,20 @@ def _envelope_of(raw: Any) -> Envelope:
         ) from None
 
 
-class KnownEntry(Protocol):
-    """A file entry already held (a live upload's staged file): its values can be shared."""
+class ListedFile(Protocol):
+    """A file of an upload's list: an `UploadFile` as received, or on the Agent a `FileEntry` as
+    read back from disk, or the `StagedFile` a live upload keeps."""
 
-    relative_path: str
-    size: int
-    sha256: str | None
+    @property
+    def relative_path(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def sha256(self) -> str | None: ...
 
 
 def parse_request_text(
-    text: str | bytes, known: Callable[[str], KnownEntry | None] | None = None
+    text: str | bytes, known: Callable[[str], ListedFile | None] | None = None
 ) -> tuple[Envelope, MessageType, BaseModel]:
     """`parse_envelope` then `parse_request`, for a large text frame (an init_upload of many files).
 
@@ -136,7 +140,7 @@ def decode_file_entries(pairs: list[tuple[str, Any]]) -> Any:
 
 
 def _loads_decoding_entries(
-    text: str | bytes, known: Callable[[str], KnownEntry | None] | None
+    text: str | bytes, known: Callable[[str], ListedFile | None] | None
 ) -> tuple[Any, bool]:
     """JSON with file entries decoded by `decode_file_entries`; True if any was."""
     decoded = False

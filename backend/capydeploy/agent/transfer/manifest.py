@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...protocol.envelope import ListedFile
 from ...protocol.paths import PathRuleError, validate_relative_path
 from ...storage import atomic_write_json, fsync_directory, read_json
-from .staging import ListedFile, StagingLayout, agent_dir
+from .staging import StagingLayout, agent_dir
 
 MANIFEST_VERSION = 1
 _ENTRY_KEYS = frozenset({"path", "size", "sha256", "mtimeNs"})

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ...protocol.constants import CHUNK_SIZE, SHA256_MISMATCH, STAGING_TTL
+from ...protocol.envelope import ListedFile
 from ...protocol.errors import ErrorCode, ProtocolError
 from ...protocol.frames import ChunkFrame
 from ...protocol.messages import InitUpload, UploadChunkResponse, UploadFile, UploadInitResponse
@@ -75,7 +76,6 @@ from .session import (
 )
 from .staging import (
     AGENT_DIR_NAME,
-    ListedFile,
     SessionRecord,
     StagingLayout,
     list_staged_ids,

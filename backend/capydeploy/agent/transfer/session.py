@@ -14,12 +14,13 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from ...protocol.envelope import ListedFile
 from .filehash import FileHash
 from .filesystem import FileWriter
 from .handles import HandleCache
 from .journal import ChunkJournal
 from .ranges import Held, add_range, held_gaps, held_prefix, held_total, remove_range
-from .staging import ListedFile, SessionRecord, StagingLayout
+from .staging import SessionRecord, StagingLayout
 
 # (hub id, game name, install root, SHA-256 of the sorted (path, size) list)
 Signature = tuple[str, str, str, bytes]

@@ -19,11 +19,11 @@ import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from ...protocol.envelope import decode_file_entries, upload_file_adapter
+from ...protocol.envelope import ListedFile, decode_file_entries, upload_file_adapter
 from ...protocol.paths import RESERVED_NAMES, PathRuleError, validate_game_name, validate_relative_path
 from ...storage import atomic_write_json, read_json
 
@@ -92,18 +92,6 @@ class StagingLayout:
     @property
     def previous_manifest(self) -> Path:
         return self.folder / "previous-manifest.json"
-
-
-class ListedFile(Protocol):
-    """A file of an upload's list: an `UploadFile` as received, a `FileEntry` as read back from
-    disk, or the `StagedFile` a live upload keeps."""
-
-    @property
-    def relative_path(self) -> str: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def sha256(self) -> str | None: ...
 
 
 class FileEntry(NamedTuple):
