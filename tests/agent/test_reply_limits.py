@@ -18,7 +18,7 @@ def test_resume_from_keeps_the_largest_held_files(monkeypatch: pytest.MonkeyPatc
     resume_from = {f"data/file-{n:04}.bin": (n * 7919) % 5000 for n in range(500)}
     reply = m.UploadInitResponse(upload_id="upload-1", chunk_size=1 << 20, resume_from=resume_from)
     monkeypatch.setattr(constants, "MAX_MESSAGE", LIMIT)
-    text = _encode_within_limit(MessageType.UPLOAD_INIT_RESPONSE, reply, "r1")
+    text = "".join(_encode_within_limit(MessageType.UPLOAD_INIT_RESPONSE, reply, "r1"))
     assert len(text.encode()) <= LIMIT
     sent = json.loads(text)["payload"]["resumeFrom"]
     assert 0 < len(sent) < len(resume_from)
@@ -31,10 +31,10 @@ def test_result_hashes_are_cut_to_fit_and_a_small_reply_is_whole(monkeypatch: py
     digests = {f"data/file-{n:04}.bin": f"{n:064x}" for n in range(200)}
     result = m.OperationResult(success=True, path="/games/G", sha256=digests)
     monkeypatch.setattr(constants, "MAX_MESSAGE", LIMIT)
-    text = _encode_within_limit(MessageType.OPERATION_RESULT, result, "r2")
+    text = "".join(_encode_within_limit(MessageType.OPERATION_RESULT, result, "r2"))
     payload = json.loads(text)["payload"]
     assert len(text.encode()) <= LIMIT and payload["success"] is True and payload["path"] == "/games/G"
     assert 0 < len(payload["sha256"]) < len(digests)
     assert all(digests[path] == digest for path, digest in payload["sha256"].items())
     monkeypatch.setattr(constants, "MAX_MESSAGE", 10 * 1024 * 1024)
-    assert json.loads(_encode_within_limit(MessageType.OPERATION_RESULT, result, "r2"))["payload"]["sha256"] == digests
+    assert json.loads("".join(_encode_within_limit(MessageType.OPERATION_RESULT, result, "r2")))["payload"]["sha256"] == digests

@@ -22,10 +22,9 @@ from capydeploy.protocol import (
     parse_request,
     parse_request_text,
 )
-from capydeploy.protocol.catalog import MessageType
-from capydeploy.protocol.envelope import describe_validation_error, encode_large_message, encode_message
+from capydeploy.protocol.envelope import describe_validation_error
 from capydeploy.protocol.fitting import keep_what_fits
-from capydeploy.protocol.messages import InitUpload, OperationResult, UploadFile, UploadInitResponse
+from capydeploy.protocol.messages import InitUpload, UploadFile
 
 HEX = "0123456789abcdefABCDEF"
 paths = st.one_of(
@@ -112,25 +111,6 @@ def test_entry_like_objects_anywhere_give_the_plain_result(message: Any) -> None
     assert result == plain
 
 
-resume_maps = st.dictionaries(
-    st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=10), st.integers(0, 2**50), max_size=20
-)
-
-
-@given(resume_maps, st.text(st.characters(blacklist_categories=("Cs",)), max_size=8))
-def test_large_replies_encode_to_the_same_json(resume_from: dict[str, int], message_id: str) -> None:
-    reply = UploadInitResponse(upload_id="upload-1", chunk_size=1 << 20, resume_from=resume_from)
-    lean = encode_large_message(MessageType.UPLOAD_INIT_RESPONSE, reply, message_id)
-    assert json.loads(lean) == json.loads(encode_message(MessageType.UPLOAD_INIT_RESPONSE, reply, message_id))
-
-
-@pytest.mark.parametrize("digests", [None, {"a/b": "ab" * 32, "é": "cd" * 32}])
-def test_operation_result_encodes_to_the_same_json(digests: dict[str, str] | None) -> None:
-    result = OperationResult(success=True, path="/games/G", sha256=digests)
-    lean = encode_large_message(MessageType.OPERATION_RESULT, result, "id-1")
-    assert json.loads(lean) == json.loads(encode_message(MessageType.OPERATION_RESULT, result, "id-1"))
-
-
 def _traced_peak(fn: Callable[[], object]) -> int:
     """Most bytes Python held at once while `fn` ran, its result still alive at the end."""
     gc.collect()
@@ -158,14 +138,6 @@ def test_an_init_upload_of_many_files_never_exists_as_dicts() -> None:
 
     # Both keep the same entries and strings; the plain path also holds a dict per entry.
     assert _traced_peak(lean) < 0.75 * _traced_peak(plain)
-
-
-def test_a_large_reply_is_encoded_without_a_copy_of_its_map() -> None:
-    resume_from = {f"data/file-{n:05}.bin": n for n in range(5000)}
-    reply = UploadInitResponse(upload_id="upload-1", chunk_size=1 << 20, resume_from=resume_from)
-    plain = _traced_peak(lambda: encode_message(MessageType.UPLOAD_INIT_RESPONSE, reply, "r"))
-    lean = _traced_peak(lambda: encode_large_message(MessageType.UPLOAD_INIT_RESPONSE, reply, "r"))
-    assert lean < 0.5 * plain
 
 
 @given(

@@ -7,7 +7,7 @@ import contextlib
 import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from pydantic import BaseModel
@@ -22,7 +22,6 @@ from ..protocol import (
     ProtocolError,
     decode_chunk,
     encode_error,
-    encode_large_message,
     encode_message,
     new_message_id,
     parse_envelope,
@@ -31,7 +30,8 @@ from ..protocol import (
 )
 from ..protocol import messages as m
 from ..protocol.constants import MAX_UNACKED_WORK
-from ..protocol.fitting import fits, keep_what_fits
+from ..protocol.fitting import fits
+from ..protocol.map_message import encode_map_message
 from .pairing import PairingOutcome
 
 if TYPE_CHECKING:
@@ -135,8 +135,9 @@ class HubSession:
 
     # --- sending ------------------------------------------------------------------------------
 
-    async def _send(self, text: str) -> None:
-        """Send one frame; a send stuck longer than Write Wait closes the connection (D4)."""
+    async def _send(self, text: str | Iterable[str]) -> None:
+        """Send one message (pieces of text: as its fragments); a send stuck longer than Write
+        Wait closes the connection (D4)."""
         try:
             # asyncio.timeout, not wait_for: no task per frame (a game of many files means
             # thousands of acknowledgements a second), and no cancellation dropped (see the Hub).
@@ -151,11 +152,13 @@ class HubSession:
         if _is_large(payload):
             # An upload_init_response for a game of many files: encode it off the loop.
             assert payload is not None
-            text = await asyncio.to_thread(_encode_within_limit, message_type, payload, request_id)
-        else:
-            text = encode_message(message_type, payload, request_id)
-            if payload is not None and not fits(text):  # a few files, with very long paths
-                text = await asyncio.to_thread(_encode_within_limit, message_type, payload, request_id)
+            # Counted off the loop; the pieces are made as they are sent (a batch of entries each).
+            await self._send(await asyncio.to_thread(_encode_within_limit, message_type, payload, request_id))
+            return
+        text = encode_message(message_type, payload, request_id)
+        if payload is not None and not fits(text):  # a few files, with very long paths
+            await self._send(await asyncio.to_thread(_encode_within_limit, message_type, payload, request_id))
+            return
         await self._send(text)
 
     async def reply_error(self, code: ErrorCode | int, message: str, request_id: str | None) -> None:
@@ -390,40 +393,36 @@ class HubSession:
         )
 
 
-def _encode_within_limit(message_type: MessageType, payload: BaseModel, request_id: str) -> str:
-    """A large reply, its per-file map cut to the entries that fit in one message (D4): a game of
-    100 000 files' `result_sha256` is about 12 MB. Those maps only save the Hub work. Of a map of
-    byte counts (`resumeFrom`), the largest are kept: a file left out is sent again."""
-    maps = [(name, value) for name, value in vars(payload).items() if isinstance(value, dict)]
+def _encode_within_limit(message_type: MessageType, payload: BaseModel, request_id: str) -> Iterator[str]:
+    """A large reply as the pieces of one message, its biggest per-file map cut to the entries
+    that fit (D4): a game of 100 000 files' `result_sha256` is about 12 MB. Those maps only save
+    the Hub work; of a map of byte counts (`resumeFrom`) the largest are kept."""
+    maps = [(name, value) for name, value in vars(payload).items() if _is_map(value)]
     if not maps:
-        return encode_large_message(message_type, payload, request_id)
+        return iter((encode_message(message_type, payload, request_id),))
     field, entries = max(maps, key=lambda item: len(item[1]))
-    items: list[tuple[Any, Any]] = []
-
-    def encode(count: int) -> str:
-        if count == len(entries):
-            return encode_large_message(message_type, payload, request_id)
-        if not items:
-            items.extend(entries.items())
-            if all(type(value) is int for _, value in items):
-                items.sort(key=lambda item: item[1], reverse=True)
-        return encode_large_message(message_type, payload.model_copy(update={field: dict(items[:count])}), request_id)
-
-    kept, text = keep_what_fits(len(entries), encode)
-    assert text is not None, "a reply without its map is small"
+    kept, pieces = encode_map_message(message_type, payload, request_id, field, entries)
     if kept < len(entries):
         log.warning(
             "%s: %d of the %d entries of %s sent; the others would pass the message size limit",
             message_type.value, kept, len(entries), field,
         )
-    return text
+    return pieces
+
+
+def _is_map(value: object) -> bool:
+    return isinstance(value, Mapping)
 
 
 def _is_large(payload: BaseModel | None) -> bool:
     """A payload with a per-file map of a big game (resumeFrom, sha256): encoded off the loop."""
     if payload is None:
         return False
-    return any(isinstance(value, dict) and len(value) > ENCODE_OFF_LOOP_FROM_ENTRIES for value in vars(payload).values())
+    # A map that is not a dict makes its entries as they are written: only the pieces can.
+    return any(
+        _is_map(value) and (len(value) > ENCODE_OFF_LOOP_FROM_ENTRIES or not isinstance(value, dict))
+        for value in vars(payload).values()
+    )
 
 
 def source_of(address: str) -> str:

@@ -9,7 +9,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -307,7 +307,7 @@ class Deployment:
         status = self.client.status
         return status is not None and HASH_FROM_AGENT in (status.capabilities or [])
 
-    def _take_reported(self, reported: dict[str, str]) -> None:
+    def _take_reported(self, reported: Mapping[str, str]) -> None:
         """Keep the Agent's hashes of the files this deployment sent whole and did not hash."""
         for relative_path in self._sent_whole or set():
             digest = reported.get(relative_path)

@@ -6,6 +6,7 @@ None and are left out when serialised, so a message round-trips to the JSON it c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Literal
 
@@ -215,8 +216,9 @@ class OperationResult(WireModel):
     shortcut_error: Text | None = None
     message: Text | None = None
     # Extension `result_sha256` (complete_upload only): the whole-file hashes the Agent computed
-    # for files whose hash neither init_upload nor complete_upload gave.
-    sha256: dict[RelativePath, Sha256Hex] | None = Field(default=None, max_length=MAX_FILES)
+    # for files whose hash neither init_upload nor complete_upload gave. Validated into a dict;
+    # the Agent's own is a lighter Mapping (its hex digests made as the reply is written).
+    sha256: Mapping[RelativePath, Sha256Hex] | None = Field(default=None, max_length=MAX_FILES)
 
 
 class SteamResponse(WireModel):

@@ -41,6 +41,7 @@ from .filesystem import (
     remove_path,
     write_all,
 )
+from .found_digests import FoundDigests
 from .incremental import CarryPlan, CarryResult, carry_file, carry_items, plan_carry
 from .install import (
     SwapState,
@@ -116,7 +117,7 @@ class InstalledGame:
     file_count: int
     total_bytes: int
     # Whole-file hashes of the files the Hub gave none for: it may keep them (`result_sha256`).
-    found_sha256: dict[str, str] = field(default_factory=dict)
+    found_sha256: FoundDigests = field(default_factory=FoundDigests)
 
 
 @dataclass(frozen=True, slots=True)
@@ -834,7 +835,7 @@ class TransferService:
         if self._completing.get(key) is job:
             del self._completing[key]
 
-    async def _install_to_the_end(self, session: UploadSession, found: _FoundDigests) -> InstalledGame:
+    async def _install_to_the_end(self, session: UploadSession, found: FoundDigests) -> InstalledGame:
         """`_install` in a worker, awaited to its end even through a cancellation: a swap cannot be
         stopped halfway, and until it is over the lock stays held and the session COMPLETING. The
         cancellation is raised afterwards, with the session forgotten if the install went through."""
@@ -863,7 +864,7 @@ class TransferService:
             session.reset_file(staged)
         await self._run(session, _forget_files, session, changed)
 
-    async def _verify_digests(self, session: UploadSession, expected: Mapping[str, str]) -> _FoundDigests:
+    async def _verify_digests(self, session: UploadSession, expected: Mapping[str, str]) -> FoundDigests:
         """Finish each whole-file hash (reading only what was not hashed in order) and compare it
         with the hash the Hub gave, where it gave one; every file's hash goes to the manifest.
         Returns the hashes of the files the Hub gave none for."""
@@ -873,12 +874,11 @@ class TransferService:
         except OSError as exc:
             raise _os_error("could not read back the staged files", exc) from None
         bad: list[StagedFile] = []
-        found = _FoundDigests()
+        found = FoundDigests()
         for staged, digest in zip(todo, digests, strict=True):
             claimed = expected.get(staged.relative_path)
             if claimed is None:
-                found.paths.append(staged.relative_path)
-                found.digests.append(digest)
+                found.add(staged.relative_path, digest)
             elif claimed != digest.hex():
                 bad.append(staged)
         if not bad:
@@ -924,7 +924,7 @@ class TransferService:
                 session.handles.release(staged.path)
         return hasher.digest()
 
-    def _install(self, session: UploadSession, found: _FoundDigests) -> InstalledGame:
+    def _install(self, session: UploadSession, found: FoundDigests) -> InstalledGame:
         """Worker job: fsync and modes, swap into place, record the manifest, remove staging."""
         layout = session.layout
         target = session.target
@@ -972,8 +972,7 @@ class TransferService:
             executable=target / executable if executable is not None else None,
             file_count=file_count,
             total_bytes=session.total_bytes,
-            # Made now, the staged files' records freed: their memory takes the hex strings.
-            found_sha256=found.hex_map(),
+            found_sha256=found,
         )
 
     # --- bookkeeping ----------------------------------------------------------------------------
@@ -1087,19 +1086,6 @@ def _manifest_hash(staged: StagedFile) -> str | None:
     """What the manifest records: the hash complete_upload found, or for a file carried from the
     installed version, the hash both lists agree on."""
     return staged.sha256 if staged.sealed else staged.finished_hexdigest()
-
-
-@dataclass(slots=True)
-class _FoundDigests:
-    """The hashes complete_upload found for files the Hub gave none for, as the staged files'
-    own path strings and 32-byte digests until the reply: the hex strings (about 12 MB for
-    100 000 files) are made after the install, once the staged files' records are freed."""
-
-    paths: list[str] = field(default_factory=list)
-    digests: list[bytes] = field(default_factory=list)
-
-    def hex_map(self) -> dict[str, str]:
-        return {path: digest.hex() for path, digest in zip(self.paths, self.digests, strict=True)}
 
 
 def _record_carried(session: UploadSession, staged: StagedFile, result: CarryResult | None) -> None:
