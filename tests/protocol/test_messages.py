@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from capydeploy.protocol import ErrorCode, ProtocolError, account_id_of, parse_envelope, parse_request
 from capydeploy.protocol.catalog import MessageType
@@ -189,3 +191,38 @@ def test_complete_upload_sha256_extension_round_trips() -> None:
     _, plain = parse_request(parse_envelope(_request("complete_upload", {"uploadId": "u1"})))
     assert isinstance(plain, CompleteUpload) and plain.sha256 is None
     assert "sha256" not in plain.to_wire()
+
+
+def _list_problem(paths: list[str], executable: str | None) -> str | None:
+    """What a list of paths breaks, decided the plain way (a set, every prefix of every path)."""
+    seen: set[str] = set()
+    for index, path in enumerate(paths):
+        if path in seen:
+            return f"files[{index}].relativePath {path!r} is listed twice"
+        seen.add(path)
+    if any("/".join(path.split("/")[:depth]) in seen for path in paths for depth in range(1, path.count("/") + 1)):
+        return "both a file and a folder"
+    if executable is not None and executable not in seen:
+        return "config.executable"
+    return None
+
+
+# A small alphabet so that repeats, prefixes and near-prefixes ("a-b", "a.b" sort between "a" and "a/b").
+_names = st.text(alphabet="ab-.", min_size=1, max_size=3).filter(lambda name: name not in {".", ".."})
+_paths = st.lists(_names, min_size=1, max_size=3).map("/".join)
+
+
+@given(st.lists(_paths, max_size=12), st.one_of(st.none(), _paths))
+def test_init_upload_list_rules_match_the_plain_set_check(paths: list[str], executable: str | None) -> None:
+    files = [{"relativePath": path, "size": 1} for path in paths]
+    payload = _init(files, len(files), **({} if executable is None else {"executable": executable}))
+    problem = _list_problem(paths, executable)
+    if problem is None:
+        _, request = parse_request(parse_envelope(_request("init_upload", payload)))
+        assert isinstance(request, InitUpload) and [f.relative_path for f in request.files] == paths
+        return
+    error = _error(_request("init_upload", payload))
+    assert error.code == ErrorCode.BAD_REQUEST and problem in error.message
+    if problem == "both a file and a folder":  # the one it names is both
+        named = error.message.split("relativePath ", 1)[1].split(" is both", 1)[0].strip("'\"")
+        assert named in paths and any(path.startswith(named + "/") for path in paths)

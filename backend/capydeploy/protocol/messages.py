@@ -6,6 +6,8 @@ None and are left out when serialised, so a message round-trips to the JSON it c
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Mapping
 from enum import StrEnum
 from typing import Literal
@@ -272,6 +274,21 @@ class UploadFile:
         return entry
 
 
+def _listed(sorted_paths: list[str], path: str) -> bool:
+    index = bisect.bisect_left(sorted_paths, path)
+    return index < len(sorted_paths) and sorted_paths[index] == path
+
+
+def _first_repeat(files: list[UploadFile]) -> tuple[int, str]:
+    """The first entry whose path an earlier entry has (there is one)."""
+    seen: set[str] = set()
+    for index, entry in enumerate(files):
+        if entry.relative_path in seen:
+            return index, entry.relative_path
+        seen.add(entry.relative_path)
+    raise AssertionError("no path is listed twice")
+
+
 class InitUpload(WireModel):
     config: UploadConfig
     total_size: Size
@@ -279,23 +296,24 @@ class InitUpload(WireModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> InitUpload:
-        seen: set[str] = set()
-        for index, entry in enumerate(self.files):
-            if entry.relative_path in seen:
-                raise ValueError(f"files[{index}].relativePath {entry.relative_path!r} is listed twice")
-            seen.add(entry.relative_path)
+        # The paths sorted, not in a set: for 100 000 files a set is 6 MB at the Agent's peak
+        # (the request is validated while the upload it resumes is held), the list 0.8 MB.
+        paths = sorted(entry.relative_path for entry in self.files)
+        if any(path == following for path, following in itertools.pairwise(paths)):
+            index, path = _first_repeat(self.files)
+            raise ValueError(f"files[{index}].relativePath {path!r} is listed twice")
         # A file and a folder of the same name cannot both exist ("a" and "a/b").
-        for path in seen:
-            parts = path.split("/")
-            for depth in range(1, len(parts)):
-                prefix = "/".join(parts[:depth])
-                if prefix in seen:
-                    raise ValueError(f"relativePath {prefix!r} is both a file and a folder")
+        for path in paths:
+            slash = path.find("/")
+            while slash != -1:
+                if _listed(paths, path[:slash]):
+                    raise ValueError(f"relativePath {path[:slash]!r} is both a file and a folder")
+                slash = path.find("/", slash + 1)
         total = sum(entry.size for entry in self.files)
         if total != self.total_size:
             raise ValueError(f"totalSize {self.total_size} does not equal the sum of file sizes {total}")
         executable = self.config.executable
-        if executable is not None and executable not in seen:
+        if executable is not None and not _listed(paths, executable):
             raise ValueError(f"config.executable {executable!r} is not one of the listed files")
         return self
 
