@@ -8,7 +8,7 @@ import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 from websockets.asyncio.server import ServerConnection
@@ -32,6 +32,7 @@ from ..protocol import messages as m
 from ..protocol.constants import MAX_UNACKED_WORK
 from ..protocol.fitting import fits
 from ..protocol.map_message import encode_map_message
+from .message_buffer import MessageBuffer
 from .pairing import PairingOutcome
 
 if TYPE_CHECKING:
@@ -121,17 +122,30 @@ class HubSession:
             raise SessionClosed from None
 
     async def _receive_in_fragments(self) -> str | bytes:
-        """The next message, joined here from its fragments (a long one comes in several, see
-        the Hub's `in_fragments`). websockets' own `recv` keeps every fragment while it decodes the
-        joined copy: three times the message at once, 30 MB for the file list of a game of
-        100 000 files, against twice here. Not for use under a timeout: a cancelled stream
-        leaves the connection unusable (the handshake's deadline uses `recv`)."""
-        fragments = [fragment async for fragment in self.websocket.recv_streaming()]
-        if len(fragments) == 1:
-            return fragments[0]
-        if isinstance(fragments[0], str):
-            return "".join(cast(list[str], fragments))
-        return b"".join(cast(list[bytes], fragments))
+        """The next message, its fragments (a long one comes in several, see the Hub's
+        `in_fragments`) joined in a `MessageBuffer`. websockets' own `recv` keeps every fragment
+        while it decodes the joined copy: three times the message at once, 30 MB for the file list
+        of a game of 100 000 files. Not for use under a timeout: a cancelled stream leaves the
+        connection unusable (the handshake's deadline uses `recv`)."""
+        first: str | bytes | None = None
+        buffer: MessageBuffer | None = None
+        try:
+            async for fragment in self.websocket.recv_streaming():
+                if first is None:
+                    first = fragment  # most messages are one frame: returned as it is
+                    continue
+                if buffer is None:
+                    buffer = MessageBuffer(self.websocket.protocol.max_message_size or len(first))
+                    buffer.append(first)
+                    first = first[:0]  # its type is all that is needed of it now
+                buffer.append(fragment)
+            assert first is not None
+            if buffer is None:
+                return first
+            return buffer.text() if isinstance(first, str) else buffer.data()
+        finally:
+            if buffer is not None:
+                buffer.close()
 
     # --- sending ------------------------------------------------------------------------------
 
