@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from capydeploy.agent import message_buffer
 from capydeploy.agent.message_buffer import MessageBuffer
 
 
@@ -40,9 +39,7 @@ def test_binary_fragments_join_to_the_message(message: bytes, cuts: list[int]) -
 
 
 @pytest.mark.parametrize("text", ["ascii only, " * 3000, "données/niveau-01.pak, " * 3000, "a" * 9000 + "😀" * 3000])
-def test_text_decoded_a_page_at_a_time_cuts_characters_anywhere(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
-    # One page a piece: pieces end inside two-byte and four-byte characters, and the text widens.
-    monkeypatch.setattr(message_buffer, "DECODE_PIECE", message_buffer.mmap.PAGESIZE)
+def test_a_long_message_grows_past_its_first_reservation(text: str) -> None:
     with MessageBuffer(1) as buffer:
         for fragment in _split(text, [7, 5000, 20001]):
             buffer.append(fragment)

@@ -1,20 +1,16 @@
-"""Where the fragments of a long message are joined, and the message decoded.
+"""Where the fragments of a long message are joined.
 
 A Hub sends a long message (the file list of a game of many files, up to 10 MiB) in fragments of
-256 Ki characters. Kept in a list and joined at the end, the fragments and the joined copy
-existed at once (twice the message), and the fragments were 10 MB of malloc's heap, freed once
-joined but left resident below what the upload made next. Here each fragment is copied into an
-anonymous memory mapping as it arrives and dropped (malloc reuses its block for the next one),
-and the text is decoded from the mapping a piece at a time, each piece's pages handed back as it
-is read: the message exists about once.
+256 Ki characters. Kept in a list and joined at the end, each fragment was a block of malloc's
+heap, freed once joined: 10 MB of heap left resident, free but below the objects the upload made
+next, through the whole upload (the Agent's peak for games of many files). Here each fragment is
+copied into an anonymous memory mapping as it arrives and dropped, so malloc reuses one
+fragment's block for the next; the mapping is unmapped once the message is decoded from it.
 """
 
 from __future__ import annotations
 
-import codecs
 import mmap
-
-DECODE_PIECE = 2 * 1024 * 1024 + mmap.PAGESIZE  # whole pages; the first piece's text is mmapped by malloc
 
 
 class MessageBuffer:
@@ -44,18 +40,8 @@ class MessageBuffer:
         self._length = end
 
     def text(self) -> str:
-        """The message as text (once: its pages are handed back as they are decoded). Each
-        piece is appended to the text in place (CPython grows a str it holds the only reference
-        to), so the text is never copied, except once if a piece needs wider characters."""
-        decoder = codecs.getincrementaldecoder("utf-8")()
-        text = ""
-        with memoryview(self._map) as whole:
-            for start in range(0, self._length, DECODE_PIECE):
-                end = min(start + DECODE_PIECE, self._length)
-                with whole[start:end] as piece:
-                    text += decoder.decode(piece, final=end == self._length)
-                self._map.madvise(mmap.MADV_DONTNEED, start, end - start)
-        return text + decoder.decode(b"", final=True)  # an empty message
+        with memoryview(self._map) as whole, whole[: self._length] as written:
+            return str(written, "utf-8")
 
     def data(self) -> bytes:
         return self._map[: self._length]
