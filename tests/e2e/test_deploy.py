@@ -297,11 +297,11 @@ async def test_a_resumed_list_of_many_files_shares_the_held_strings(
     shared: list[bool] = []
     real_init = agent.transfer.init_upload
 
-    async def init_upload(hub_id: str, request: m.InitUpload) -> m.UploadInitResponse:
+    async def init_upload(hub_id: str, request: m.InitUpload, *, consume: bool = False) -> m.UploadInitResponse:
         held = agent.transfer.held_file_lookup(hub_id)
         if held is not None:
             shared.append(all(entry.relative_path is held(entry.relative_path).relative_path for entry in request.files))  # type: ignore[union-attr]
-        return await real_init(hub_id, request)
+        return await real_init(hub_id, request, consume=consume)
 
     monkeypatch.setattr(agent.transfer, "init_upload", init_upload)
     cut = CutOnce(agent)

@@ -67,7 +67,8 @@ async def restart_steam(session: HubSession, _: m.Empty) -> m.SteamResponse:
 
 async def init_upload(session: HubSession, request: m.InitUpload) -> m.UploadInitResponse:
     agent = session.agent
-    reply = await agent.transfer.init_upload(_hub(session), request)
+    # The request is not read again past its config: its entries go once the upload lists them.
+    reply = await agent.transfer.init_upload(_hub(session), request, consume=True)
     held = sum((reply.resume_from or {}).values())
     verb = "Resuming" if held else "Receiving"
     await _event(session, m.OperationStatus.START, request.config.game_name, 0, f"{verb} {request.config.game_name}")

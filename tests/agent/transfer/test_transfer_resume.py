@@ -35,6 +35,22 @@ def installed_files(path: Path) -> dict[str, bytes]:
     return {p: d for p, d in snapshot(path).items() if not p.endswith("/")}
 
 
+async def test_a_consumed_request_gives_up_its_list_and_the_upload_resumes_and_installs(
+    service: TransferService,
+) -> None:
+    files = game()
+    request = make_request("Consumed", files)
+    first = await service.init_upload(HUB, request, consume=True)
+    assert request.files == []  # the session lists the files; the connection's copy is gone
+    a_frames = frames_for(first.upload_id, "a.bin", files["a.bin"])
+    await send(service, a_frames[:2])
+    again = await service.init_upload(HUB, make_request("Consumed", files), consume=True)
+    assert again.upload_id == first.upload_id and again.resume_from == {"a.bin": 2 * CHUNK, "empty": 0}
+    await send(service, all_frames(again.upload_id, files, again.resume_from))
+    installed = await service.complete_upload(HUB, again.upload_id)
+    assert installed_files(installed.path) == files
+
+
 async def test_resume_after_a_dropped_connection(service: TransferService) -> None:
     files = game()
     request = make_request("Resumable", files)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,11 +50,12 @@ class CarryResult:
 @dataclass(frozen=True, slots=True)
 class CarryPlan:
     """The files the installed version can supply: their indices in the upload's file list, and
-    the installed game's real folder. Only indices are kept: a plan may cover 100 000 files, and
-    their source and destination paths are made one at a time as they are carried."""
+    the installed game's real folder. Only indices are kept, in an array (no int object each): a
+    plan may cover 100 000 files, and their source and destination paths are made one at a time
+    as they are carried."""
 
     source_root: str
-    indices: list[int]
+    indices: Sequence[int]
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -67,14 +69,14 @@ def plan_carry(
     candidates: Iterable[CarryCandidate], manifest: InstalledManifest | None, game_dir: Path
 ) -> CarryPlan:
     """The candidates with a sha256 that the installed version holds unchanged."""
-    empty = CarryPlan("", [])
+    empty = CarryPlan("", array("q"))
     if manifest is None:
         return empty
     try:
         game_dir_real = os.path.realpath(game_dir)
     except OSError:
         return empty
-    indices: list[int] = []
+    indices = array("q")
     real_folders: dict[str, str] = {}  # the files of a game share few folders: resolve each once
     for index, relative_path, size, sha256 in candidates:
         if sha256 is not None and unchanged_installed_file(

@@ -241,8 +241,11 @@ class TransferService:
             f"installPath {shown} is outside the allowed install roots{via}; allowed: {allowed}",
         )
 
-    async def init_upload(self, hub_id: str, request: InitUpload) -> UploadInitResponse:
-        """Start or resume a staged upload; nothing is written unless the request is accepted."""
+    async def init_upload(self, hub_id: str, request: InitUpload, *, consume: bool = False) -> UploadInitResponse:
+        """Start or resume a staged upload; nothing is written unless the request is accepted.
+
+        `consume`: the caller will not read `request.files` again, so it is emptied once the
+        session lists the files (100 000 entries need not wait for the carry and the reply)."""
         self._check_open()
         game_name = request.config.game_name
         root = self.resolve_install_root(request.config.install_path)
@@ -259,13 +262,13 @@ class TransferService:
             if session is not None:
                 session.state = SessionState.PREPARING  # no chunk may land while we plan and carry
             try:
-                return await self._accept(hub_id, request, root, session)
+                return await self._accept(hub_id, request, root, session, consume)
             finally:
                 if session is not None and session.state is SessionState.PREPARING:
                     session.state = SessionState.ACTIVE
 
     async def _accept(
-        self, hub_id: str, request: InitUpload, root: Path, session: UploadSession | None
+        self, hub_id: str, request: InitUpload, root: Path, session: UploadSession | None, consume: bool
     ) -> UploadInitResponse:
         """The rest of init_upload, under the lock: plan, check space, then (only then) write."""
         game_name = request.config.game_name
@@ -285,6 +288,8 @@ class TransferService:
         try:
             # Hashes the Hub has learnt since it staged this upload (hashes_fit let it resume).
             hashes_added = await self._run(session, adopt_hashes, session, request.files)
+            if consume:
+                request.files.clear()  # the session lists these files now
             if session.record.executable != request.config.executable or hashes_added:
                 session.record.executable = request.config.executable
                 await self._run(session, write_session_record, session.layout, session.record)
