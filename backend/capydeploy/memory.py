@@ -125,6 +125,13 @@ def full_collection_due() -> bool:
     return gc.get_count()[2] > 0
 
 
+def return_free_heap() -> None:
+    """Hand the free pages of malloc's heap back to the system (glibc; elsewhere nothing)."""
+    trim = linux_libc_function("malloc_trim", (ctypes.c_size_t,))
+    if trim is not None:
+        trim(0)
+
+
 def collect_full() -> int:
     """A full collection now, then the freed heap handed back to the system (glibc); the number
     of unreachable objects found.
@@ -133,7 +140,5 @@ def collect_full() -> int:
     what a game of many files left behind (tens of MB of records) has no reason to stay resident.
     """
     found = gc.collect()
-    trim = linux_libc_function("malloc_trim", (ctypes.c_size_t,))
-    if trim is not None:
-        trim(0)
+    return_free_heap()
     return found
