@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from capydeploy.agent import connection as connection_module
 from capydeploy.agent.server import Agent
 from capydeploy.hub import client as client_module
 from capydeploy.hub import deploy as deploy_module
@@ -329,3 +331,32 @@ async def test_a_file_changed_while_it_is_sent_stops_the_deploy(
     with pytest.raises(FileChangedError, match=r"file-070\.dat"):
         await paired_hub.deploy(game, options("Moving"))
     assert not (agent.install_dir / "Moving").exists()
+
+
+async def test_a_long_file_list_is_parsed_with_no_idle_buffers_and_the_free_heap_handed_back(
+    agent: Agent, paired_hub: HubClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The threshold lowered so that 1 500 files make a "long" list (a real one is over 1 MiB).
+    monkeypatch.setattr(connection_module, "RETURN_HEAP_FROM", 64 * 1024)
+    events: list[str] = []
+    real_release = agent.transfer.release_buffers
+
+    def release_buffers() -> int:
+        caller = sys._getframe(1).f_code.co_name  # the idle collector frees them too, now and then
+        events.append(f"release from {caller}")
+        return real_release()
+
+    monkeypatch.setattr(agent.transfer, "release_buffers", release_buffers)
+    monkeypatch.setattr(connection_module, "return_free_heap", lambda: events.append("heap"))
+    real_init = agent.transfer.init_upload
+
+    async def init_upload(hub_id: str, request: m.InitUpload, *, consume: bool = False) -> m.UploadInitResponse:
+        events.append("init_upload")
+        return await real_init(hub_id, request, consume=consume)
+
+    monkeypatch.setattr(agent.transfer, "init_upload", init_upload)
+    files = {f"assets/{i // 100:02}/item-{i:04}.dat": os.urandom(i % 300) for i in range(1500)}
+    result = await paired_hub.deploy(make_game(tmp_path / "LongList", files), options("LongList"))
+    assert tree(Path(result.path)) == files
+    ours = [event for event in events if event in {"release from _on_text", "heap", "init_upload"}]
+    assert ours == ["release from _on_text", "heap", "init_upload"]

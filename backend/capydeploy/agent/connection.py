@@ -196,6 +196,10 @@ class HubSession:
                 # An init_upload of thousands of files takes a pydantic pass per path: hundreds of
                 # milliseconds the loop (shared with the plugin's UI) must not stand still for.
                 known = self.agent.transfer.held_file_lookup(self.hub_id) if self.authenticated else None
+                if len(text) > RETURN_HEAP_FROM:
+                    # Idle write buffers (megabytes) need not sit through the parse of a long list
+                    # either (init_upload frees them too, but only once the request is parsed).
+                    self.agent.transfer.release_buffers()
                 envelope, message_type, payload = await asyncio.to_thread(_parse_large_text, text, known)
             else:
                 envelope = parse_envelope(text)
