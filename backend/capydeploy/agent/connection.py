@@ -407,7 +407,7 @@ def _parse_large_text(
         # The fragments it was joined from were freed blocks of malloc's heap (10 MB for the list
         # of a game of 100 000 files): where the heap had no free room for them, it grew, and that
         # room would stay resident below what the upload makes next. Whole blocks, handed back
-        # here (about 2 ms) before the parse needs memory again.
+        # here (0.4–1.1 ms measured in the Agent) before the parse needs memory again.
         return_free_heap()
     return parse_request_text(text, known)
 
