@@ -50,11 +50,13 @@ def test_a_map_that_fits_is_written_whole_as_the_plain_encoding_writes_it(
     assert json.loads(text) == json.loads(encode_message(MessageType.UPLOAD_INIT_RESPONSE, reply, message_id))
 
 
-@given(hex_maps)
-def test_a_payload_whose_other_fields_are_all_unset_is_still_valid_json(digests: dict[str, str]) -> None:
-    result = OperationResult.model_construct(success=True, sha256=digests)
+@given(hex_maps, st.booleans())
+def test_the_map_joins_the_other_fields_or_stands_alone(digests: dict[str, str], alone: bool) -> None:
+    # Alone: no other field is set, so the payload's own JSON is `{}` and takes no comma.
+    result = OperationResult.model_construct(sha256=digests) if alone else _hash_result(digests)
     _, pieces = encode_map_message(MessageType.OPERATION_RESULT, result, "r", "sha256", digests)
-    assert json.loads("".join(pieces)) == json.loads(encode_message(MessageType.OPERATION_RESULT, result, "r"))
+    payload = json.loads("".join(pieces))["payload"]
+    assert payload == ({"sha256": digests} if alone else {"success": True, "path": "/games/G", "sha256": digests})
 
 
 def _entry_bytes(key: str, value: Any) -> int:
