@@ -152,17 +152,15 @@ class HubSession:
             raise SessionClosed from None
 
     async def reply(self, request_id: str, message_type: MessageType, payload: BaseModel | None) -> None:
-        if _is_large(payload):
-            # An upload_init_response for a game of many files: encode it off the loop.
-            assert payload is not None
-            # Counted off the loop; the pieces are made as they are sent (a batch of entries each).
-            await self._send(await asyncio.to_thread(_encode_within_limit, message_type, payload, request_id))
-            return
-        text = encode_message(message_type, payload, request_id)
-        if payload is not None and not fits(text):  # a few files, with very long paths
-            await self._send(await asyncio.to_thread(_encode_within_limit, message_type, payload, request_id))
-            return
-        await self._send(text)
+        if not _is_large(payload):
+            text = encode_message(message_type, payload, request_id)
+            if payload is None or fits(text):
+                await self._send(text)
+                return
+        # A per-file map of a big game (or a few files with very long paths): counted off the
+        # loop, then its pieces are made as they are sent (a batch of entries each).
+        assert payload is not None
+        await self._send(await asyncio.to_thread(_encode_within_limit, message_type, payload, request_id))
 
     async def reply_error(self, code: ErrorCode | int, message: str, request_id: str | None) -> None:
         await self._send(encode_error(code, message, request_id))
@@ -196,11 +194,12 @@ class HubSession:
                 # An init_upload of thousands of files takes a pydantic pass per path: hundreds of
                 # milliseconds the loop (shared with the plugin's UI) must not stand still for.
                 known = self.agent.transfer.held_file_lookup(self.hub_id) if self.authenticated else None
-                if len(text) > RETURN_HEAP_FROM:
+                long_list = len(text) > RETURN_HEAP_FROM
+                if long_list:
                     # Idle write buffers (megabytes) need not sit through the parse of a long list
                     # either (init_upload frees them too, but only once the request is parsed).
                     self.agent.transfer.release_buffers()
-                envelope, message_type, payload = await asyncio.to_thread(_parse_large_text, text, known)
+                envelope, message_type, payload = await asyncio.to_thread(_parse_large_text, text, known, long_list)
             else:
                 envelope = parse_envelope(text)
                 message_type, payload = parse_request(envelope)
@@ -401,9 +400,9 @@ class HubSession:
 
 
 def _parse_large_text(
-    text: str, known: Callable[[str], ListedFile | None] | None
+    text: str, known: Callable[[str], ListedFile | None] | None, long_list: bool
 ) -> tuple[Envelope, MessageType, BaseModel]:
-    if len(text) > RETURN_HEAP_FROM:
+    if long_list:
         # The fragments it was joined from were freed blocks of malloc's heap (10 MB for the list
         # of a game of 100 000 files): where the heap had no free room for them, it grew, and that
         # room would stay resident below what the upload makes next. Whole blocks, handed back
