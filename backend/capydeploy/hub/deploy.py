@@ -114,6 +114,11 @@ def _may_pass_message_limit(paths: Iterable[str]) -> bool:
     return bound > c.MAX_MESSAGE
 
 
+def _without_hash(entry: m.UploadFile) -> m.UploadFile:
+    """The entry as sent when its hash does not fit: sent again rather than carried over."""
+    return m.UploadFile.unchecked(entry.relative_path, entry.size, None)
+
+
 class Deployment:
     """One deployment of a scanned folder to one agent.
 
@@ -194,7 +199,7 @@ class Deployment:
         def encode(count: int) -> str:
             files = list(request.files)
             for index in hashed[count:]:
-                files[index] = m.UploadFile.unchecked(files[index].relative_path, files[index].size, None)
+                files[index] = _without_hash(files[index])
             return encode_message(MessageType.INIT_UPLOAD, request.model_copy(update={"files": files}), new_message_id())
 
         # Each hash takes the same bytes (`,"sha256":"` and 64 hex digits and `"`): the count to
@@ -209,7 +214,7 @@ class Deployment:
             log.warning("%d of %d file hashes left out of init_upload to fit in one message", len(hashed) - kept, len(hashed))
             for index in hashed[kept:]:
                 entry = request.files[index]
-                request.files[index] = m.UploadFile.unchecked(entry.relative_path, entry.size, None)
+                request.files[index] = _without_hash(entry)
                 del self.hashes[entry.relative_path]
         return request
 
