@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from capydeploy.agent.transfer import journal as journal_module
+from capydeploy.agent.transfer.file_table import FileTable, StagedFile
 from capydeploy.agent.transfer.filehash import FileHash, HashClaim, Hasher, hash_bytes_after
 from capydeploy.agent.transfer.journal import ChunkJournal, ChunkRecord, read_journal
 from capydeploy.agent.transfer.ranges import (
@@ -26,7 +27,7 @@ from capydeploy.agent.transfer.ranges import (
     held_total,
     remove_range,
 )
-from capydeploy.agent.transfer.session import StagedFile, upload_signature
+from capydeploy.agent.transfer.session import upload_signature
 
 SIZE = 64
 spans = st.tuples(st.integers(0, SIZE), st.integers(0, SIZE)).map(sorted)
@@ -122,6 +123,10 @@ def test_journal_resets_in_bulk_act_like_single_ones(tmp_path: Path, monkeypatch
     assert read_journal(path, file_count=10) == {1: [records[1]], 2: [later], 7: [records[7]]}
 
 
+def _one_staged_file(path: str, size: int, tree: Path) -> StagedFile:
+    return FileTable(tree, [Listed(path, size)])[0]
+
+
 def _node(file_hash: FileHash, start: int, data: bytes) -> tuple[HashClaim, Future[Hasher]]:
     claim = file_hash.claim(start, start + len(data))
     assert claim is not None
@@ -163,14 +168,14 @@ def test_a_file_hashed_to_its_end_keeps_only_its_digest() -> None:
 
 
 def test_a_settled_digest_keeps_no_hash_state_and_still_guards_rewrites(tmp_path: Path) -> None:
-    staged = StagedFile(0, "a.bin", 6, None, tmp_path)
+    staged = _one_staged_file("a.bin", 6, tmp_path)
     claim, future = _node(staged.digest, 0, b"abcdef")
     staged.writes = 2  # so the write that finishes it cannot drop the state on its own
     assert staged.digest.commit(claim, future.result())
     found = staged.finished_digest()
     assert found == hashlib.sha256(b"abcdef").digest()
     staged.settle_digest(found)
-    assert staged._digest is found  # only the 32 bytes are kept
+    assert staged.hash_state == found  # only the 32 bytes are kept
     # Asked for again (a completion that failed, then a second one): still finished, same digest.
     assert staged.digest.finished_digest() == found
     assert staged.digest.claim(0, 3) is None and staged.digest.claimed_end == 6
@@ -182,16 +187,16 @@ def test_a_settled_digest_keeps_no_hash_state_and_still_guards_rewrites(tmp_path
 
 
 def test_a_finished_hash_is_kept_as_its_bytes_only_while_no_other_write_is_in_flight(tmp_path: Path) -> None:
-    staged = StagedFile(0, "a.bin", 6, None, tmp_path)
+    staged = _one_staged_file("a.bin", 6, tmp_path)
     claim, future = _node(staged.digest, 0, b"abcdef")
     assert staged.digest.commit(claim, future.result())
     expected = hashlib.sha256(b"abcdef")
     staged.writes = 2  # another write of the file holds the FileHash: it must stay
     staged.settle_finished()
-    assert isinstance(staged._digest, FileHash)
+    assert isinstance(staged.hash_state, FileHash)
     staged.writes = 1  # only the write that finished it
     staged.settle_finished()
-    assert staged._digest == expected.digest()  # 32 bytes, no hash state
+    assert staged.hash_state == expected.digest()  # 32 bytes, no hash state
     assert staged.finished_hexdigest() == expected.hexdigest()
     # A chunk re-sent later gets a finished FileHash back, and spoils it like any rewrite.
     file_hash = staged.digest
@@ -199,13 +204,13 @@ def test_a_finished_hash_is_kept_as_its_bytes_only_while_no_other_write_is_in_fl
     file_hash.invalidate()
     assert staged.finished_hexdigest() is None
     staged.settle_finished()  # nothing finished: nothing to keep
-    assert staged._digest is file_hash
+    assert staged.hash_state is file_hash
     # Forgetting a file drops a finished digest too.
     claim, future = _node(staged.digest, 0, b"abcdef")
     assert staged.digest.commit(claim, future.result())
     staged.settle_finished()
     staged.forget_digest()
-    assert staged._digest is None and staged.finished_hexdigest() is None
+    assert staged.hash_state is None and staged.finished_hexdigest() is None
 
 
 def test_an_empty_file_is_hashed_from_the_start() -> None:
@@ -263,9 +268,9 @@ def test_upload_signatures_match_exactly_when_paths_and_sizes_do(
 
 
 def test_a_staged_file_makes_its_hash_state_only_when_it_is_written() -> None:
-    staged = StagedFile(index=0, relative_path="a.bin", size=3, sha256=None, tree=Path("/staging/tree"))
+    staged = _one_staged_file("a.bin", 3, Path("/staging/tree"))
     staged.forget_digest()  # a carried file is reset without ever being hashed
-    assert staged._digest is None  # no state (about 100 bytes) for up to 100 000 carried files
+    assert staged.hash_state is None  # no state (about 100 bytes) for up to 100 000 carried files
     claim, future = _node(staged.digest, 0, b"abc")
     assert staged.digest.commit(claim, future.result())
     assert staged.digest.finished_hexdigest() == hashlib.sha256(b"abc").hexdigest()

@@ -4,22 +4,26 @@ from __future__ import annotations
 
 from collections.abc import ItemsView, Iterator, Mapping
 
+DIGEST_BYTES = 32
+
 
 class FoundDigests(Mapping[str, str]):
-    """Path -> lowercase hex SHA-256, held as the staged files' own path strings and 32-byte
-    digests: the 100 000 hex strings and their dict (about 15 MB) are made a batch at a time as
-    the reply is written (`protocol.map_message`), never all at once."""
+    """Path -> lowercase hex SHA-256, held as the staged files' own path strings and their
+    digests' bytes end to end: the 100 000 hex strings and their dict (about 15 MB) are made a
+    batch at a time as the reply is written (`protocol.map_message`), never all at once."""
 
     __slots__ = ("_digests", "_lookup", "_paths")
 
     def __init__(self) -> None:
         self._paths: list[str] = []
-        self._digests: list[bytes] = []
+        self._digests = bytearray()  # 32 bytes a file, in the order of `_paths`
         self._lookup: dict[str, int] | None = None
 
     def add(self, path: str, digest: bytes) -> None:
         self._paths.append(path)
-        self._digests.append(digest)
+        if len(digest) != DIGEST_BYTES:
+            raise ValueError("a SHA-256 digest is 32 bytes")
+        self._digests += digest
         self._lookup = None
 
     def __len__(self) -> int:
@@ -33,13 +37,16 @@ class FoundDigests(Mapping[str, str]):
         # first use.
         if self._lookup is None:
             self._lookup = {name: index for index, name in enumerate(self._paths)}
-        return self._digests[self._lookup[path]].hex()
+        return self._hex(self._lookup[path])
 
     def items(self) -> ItemsView[str, str]:
         return _HexItems(self)
 
     def pairs(self) -> Iterator[tuple[str, str]]:
-        return ((path, digest.hex()) for path, digest in zip(self._paths, self._digests, strict=True))
+        return ((path, self._hex(index)) for index, path in enumerate(self._paths))
+
+    def _hex(self, index: int) -> str:
+        return self._digests[DIGEST_BYTES * index : DIGEST_BYTES * (index + 1)].hex()
 
 
 class _HexItems(ItemsView[str, str]):

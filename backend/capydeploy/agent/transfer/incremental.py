@@ -16,10 +16,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .file_table import StagedFile
 from .filehash import Hasher
 from .filesystem import FileWriter, remove_path, write_all
 from .manifest import InstalledManifest, unchanged_installed_file
-from .session import StagedFile
 
 # Errors after which a copy is worth trying instead of a hard link.
 _NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES})

@@ -12,10 +12,11 @@ import os
 import stat
 from pathlib import Path
 
+from .file_table import StagedFile
 from .filehash import Hasher, new_hasher
 from .filesystem import FileWriter, read_exactly, remove_path
 from .journal import ChunkJournal, ChunkRecord, read_journal
-from .session import StagedFile, UploadSession
+from .session import UploadSession
 from .staging import SessionRecord, StagingLayout
 
 

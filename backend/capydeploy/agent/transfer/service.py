@@ -29,6 +29,7 @@ from ...protocol.frames import ChunkFrame
 from ...protocol.messages import InitUpload, UploadChunkResponse, UploadFile, UploadInitResponse
 from ...protocol.paths import RESERVED_NAMES, PathRuleError, validate_absolute_path, validate_game_name
 from .batching import BatchedJobs
+from .file_table import StagedFile
 from .filehash import FileHash, HashClaim, Hasher, hash_bytes_after, hash_disk_after
 from .filesystem import (
     MAX_PATH_BYTES,
@@ -69,7 +70,6 @@ from .session import (
     MissingFile,
     SessionState,
     Signature,
-    StagedFile,
     UploadSession,
     adopt_hashes,
     hashes_fit,
@@ -323,7 +323,7 @@ class TransferService:
         session = self._session_of(hub_id, header.upload_id)
         if session.state is not SessionState.ACTIVE:
             raise ProtocolError(ErrorCode.BAD_REQUEST, f"upload {header.upload_id} is {session.state.value}")
-        staged = session.by_path.get(header.file_path)
+        staged = session.files.find(header.file_path)
         if staged is None:
             raise ProtocolError(
                 ErrorCode.BAD_REQUEST, f"file {header.file_path!r} is not part of this upload"
@@ -388,8 +388,9 @@ class TransferService:
                 missing = await self._run(session, session.missing)
                 if missing:
                     raise ProtocolError(ErrorCode.BAD_REQUEST, _describe_missing(missing))
-                expected = await self._run(session, _expected_digests, session, sha256 or {})
-                found = await self._verify_digests(session, expected)
+                claimed = sha256 or {}
+                await self._run(session, _check_claimed_digests, session, claimed)
+                found = await self._verify_digests(session, claimed)
                 installed = await self._install_to_the_end(session, found)
             except BaseException:
                 if session.state is SessionState.COMPLETING:
@@ -412,14 +413,13 @@ class TransferService:
 
     def held_file_lookup(self, hub_id: str | None) -> Callable[[str], StagedFile | None] | None:
         """Finds a path among the hub's live uploads, for a resuming init_upload to share their
-        strings (see `parse_request_text`). Safe from a worker: `by_path` is replaced, never
-        changed in place."""
-        maps = [s.by_path for s in self._sessions.values() if s.hub_id == hub_id and s.by_path]
-        if not maps:
+        strings (see `parse_request_text`). Safe from a worker (see `FileTable.find`)."""
+        tables = [s.files for s in self._sessions.values() if s.hub_id == hub_id and s.files]
+        if not tables:
             return None
-        if len(maps) == 1:
-            return maps[0].get
-        return lambda path: next((found for by_path in maps if (found := by_path.get(path)) is not None), None)
+        if len(tables) == 1:
+            return tables[0].find
+        return lambda path: next((found for table in tables if (found := table.find(path)) is not None), None)
 
     def progress(self) -> UploadProgressInfo | None:
         """The most recently active upload still staged, or None."""
@@ -859,33 +859,21 @@ class TransferService:
 
     async def _recheck_carried(self, session: UploadSession) -> None:
         """A hard-linked file shares data with the installed game; if that changed since, send it again."""
-        carried = [f for f in session.files if f.sealed]
-        if not carried:
-            return
-        changed = await self._run(session, _changed_carried_files, carried)
+        changed = await self._run(session, _changed_carried_files, session.files)
         if not changed:
             return
         for staged in changed:
             session.reset_file(staged)
         await self._run(session, _forget_files, session, changed)
 
-    async def _verify_digests(self, session: UploadSession, expected: Mapping[str, str]) -> FoundDigests:
+    async def _verify_digests(self, session: UploadSession, claimed: Mapping[str, str]) -> FoundDigests:
         """Finish each whole-file hash (reading only what was not hashed in order) and compare it
-        with the hash the Hub gave, where it gave one; every file's hash goes to the manifest.
-        Returns the hashes of the files the Hub gave none for."""
-        todo = [f for f in session.files if not f.sealed]  # carried: its hash matched the manifest's
+        with the hash the Hub gave, in init_upload or in `claimed`, where it gave one; every
+        file's hash goes to the manifest. Returns the hashes of the files the Hub gave none for."""
         try:
-            digests = await self._run(session, self._finish_digests, session, todo)
+            bad, found = await self._run(session, self._check_digests, session, claimed)
         except OSError as exc:
             raise _os_error("could not read back the staged files", exc) from None
-        bad: list[StagedFile] = []
-        found = FoundDigests()
-        for staged, digest in zip(todo, digests, strict=True):
-            claimed = expected.get(staged.relative_path)
-            if claimed is None:
-                found.add(staged.relative_path, digest)
-            elif claimed != digest.hex():
-                bad.append(staged)
         if not bad:
             return found
         for staged in bad:
@@ -898,15 +886,27 @@ class TransferService:
             f"{SHA256_MISMATCH}: {listed}{more}; their data was discarded, send them again",
         )
 
-    def _finish_digests(self, session: UploadSession, files: list[StagedFile]) -> list[bytes]:
-        """Each file's whole-file hash, settled on the file as it is found (its hash state goes
-        at once, not after all of them: the states and the digests of a game of many files were
-        both alive at the Agent's peak)."""
-        digests: list[bytes] = []
-        for staged in files:
-            digests.append(digest := self._finish_digest(session, staged))
+    def _check_digests(
+        self, session: UploadSession, claimed: Mapping[str, str]
+    ) -> tuple[list[StagedFile], FoundDigests]:
+        """Worker job: each written file's whole-file hash, settled on its row as it is found
+        (its hash state goes at once), checked against the one the Hub gave. Returns the files
+        whose hash differs, and the hashes of the files the Hub gave none for."""
+        bad: list[StagedFile] = []
+        found = FoundDigests()
+        for staged in session.files:
+            if staged.sealed:  # carried: its hash matched the manifest's
+                continue
+            digest = self._finish_digest(session, staged)
             staged.settle_digest(digest)
-        return digests
+            expected = staged.given_digest()
+            if expected is None and (claim := claimed.get(staged.relative_path)) is not None:
+                expected = bytes.fromhex(claim)
+            if expected is None:
+                found.add(staged.relative_path, digest)
+            elif expected != digest:
+                bad.append(staged)
+        return bad, found
 
     def _finish_digest(self, session: UploadSession, staged: StagedFile) -> bytes:
         finished = staged.finished_digest()
@@ -1074,17 +1074,16 @@ def _yield_to_the_loop() -> None:
         pass  # not allowed here: run at the normal priority
 
 
-def _expected_digests(session: UploadSession, claimed: Mapping[str, str]) -> dict[str, str]:
-    """The whole-file hashes to check: init_upload's, completed by complete_upload's `sha256`."""
-    expected = {f.relative_path: f.sha256 for f in session.files if f.sha256 is not None}
+def _check_claimed_digests(session: UploadSession, claimed: Mapping[str, str]) -> None:
+    """complete_upload's `sha256` may add hashes to init_upload's, never change one."""
     for path, digest in claimed.items():
-        if path not in session.by_path:
+        staged = session.files.find(path)
+        if staged is None:
             raise ProtocolError(ErrorCode.BAD_REQUEST, f"sha256: {path!r} is not a file of this upload")
-        if expected.setdefault(path, digest) != digest:
+        if staged.sha256 not in (None, digest):
             raise ProtocolError(
                 ErrorCode.BAD_REQUEST, f"sha256: the hash of {path!r} differs from the one in init_upload"
             )
-    return expected
 
 
 def _manifest_hash(staged: StagedFile) -> str | None:
@@ -1163,9 +1162,11 @@ def _remove_leftovers(layouts: list[StagingLayout], roots: list[Path]) -> None:
             log.warning("could not empty %s: %s", trash_dir(root), exc)
 
 
-def _changed_carried_files(files: list[StagedFile]) -> list[StagedFile]:
+def _changed_carried_files(files: Sequence[StagedFile]) -> list[StagedFile]:
     changed: list[StagedFile] = []
     for staged in files:
+        if not staged.sealed:
+            continue
         try:
             info = os.lstat(staged.os_path)
         except OSError:

@@ -1,0 +1,339 @@
+"""The files of one staged upload as columns: one table per upload, not one object per file.
+
+A game may list 100 000 files. As one object each (with its path, hash, size and index objects
+and its found digest) they took about 500 bytes a file, and their allocations stayed scattered
+through Python's arenas after the upload: the Agent's peak for such a game was over 100 MiB
+(docs/performance.md, ninth session). Here each fact is a column (an `array` of machine
+integers, a `bytearray` of 32-byte digests), so a file costs its path string and about 120
+bytes, and the only per-file objects are the path strings.
+
+`StagedFile` is a view of one row, made when asked for (`table[i]`, `table.find(path)`) and
+dropped after use; it reads and writes the row's columns. Two views of the same row are equal.
+Columns are written one item at a time, each by one thread at a time (see `UploadSession`):
+every fact has a column of its own, so no two threads ever update the same byte.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import overload
+
+from ...protocol.envelope import ListedFile
+from .filehash import FileHash
+from .ranges import ByteRanges, Held
+
+DIGEST_BYTES = 32
+# A `held` item that means "see the file's ByteRanges" (a held prefix is never negative).
+_GAPPED = -1
+# A `carried_mtime` item that means "not carried" (an mtime_ns is an int64; none is this one).
+_NOT_CARRIED = -(2**63)
+# `program` items: not known yet (staged before a restart), no program header, a program header.
+_PROGRAM_UNKNOWN, _NOT_A_PROGRAM, _A_PROGRAM = 0, 1, 2
+RELEASE_BATCH = 5000  # path strings freed at a time (see FileTable.release)
+
+
+class FileTable(Sequence["StagedFile"]):
+    """Every file of an upload, in the order of its list (a file's index is its row)."""
+
+    __slots__ = (
+        "_by_path",
+        "_carried_mtime",
+        "_found",
+        "_found_set",
+        "_gapped",
+        "_given",
+        "_given_set",
+        "_held",
+        "_program",
+        "_running",
+        "_sealed",
+        "_writes",
+        "paths",
+        "sizes",
+        "tree",
+    )
+
+    def __init__(self, tree: Path, files: Iterable[ListedFile]) -> None:
+        self.tree = tree  # the staging tree the files live in
+        self.paths: list[str] = []
+        self.sizes = array("q")
+        self._given = bytearray()  # the sha256 the Hub listed, 32 bytes a file ...
+        self._given_set = bytearray()  # ... where it listed one (1)
+        for entry in files:
+            self.paths.append(entry.relative_path)
+            self.sizes.append(entry.size)
+            if entry.sha256 is None:
+                self._given += bytes(DIGEST_BYTES)
+                self._given_set.append(0)
+            else:
+                self._given += bytes.fromhex(entry.sha256)
+                self._given_set.append(1)
+        count = len(self.paths)
+        self._by_path = {path: index for index, path in enumerate(self.paths)}
+        # Bytes held and verified: a prefix [0, n) as n (what nearly every file has all along:
+        # its chunks arrive in order), or _GAPPED with its ByteRanges in `_gapped`.
+        self._held = array("q", bytes(8 * count))
+        self._gapped: dict[int, ByteRanges] = {}
+        # Carried over from the installed version (1): chunks for it are acknowledged but never
+        # written, because a hard-linked file shares its data with the installed game.
+        self._sealed = bytearray(count)
+        self._carried_mtime = array("q", [_NOT_CARRIED]) * count  # its mtime when carried
+        # Whether its first bytes mark a program (ELF, #!), noted when the chunk at offset 0 is
+        # stored, so completion need not read it back.
+        self._program = bytearray(count)
+        self._writes = array("l", bytes(array("l").itemsize * count))  # write_chunk calls in flight
+        # The whole-file hash: its state while bytes arrive (only files being written have one),
+        # its 32 bytes once finished.
+        self._running: dict[int, FileHash] = {}
+        self._found = bytearray(DIGEST_BYTES * count)
+        self._found_set = bytearray(count)
+
+    # --- the Sequence ---------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @overload
+    def __getitem__(self, index: int) -> StagedFile: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[StagedFile]: ...
+    def __getitem__(self, index: int | slice) -> StagedFile | list[StagedFile]:
+        if isinstance(index, slice):
+            return [StagedFile(self, i) for i in range(*index.indices(len(self.paths)))]
+        if index < 0:
+            index += len(self.paths)
+        if not 0 <= index < len(self.paths):
+            raise IndexError("file index out of range")
+        return StagedFile(self, index)
+
+    def __iter__(self) -> Iterator[StagedFile]:
+        return (StagedFile(self, index) for index in range(len(self.paths)))
+
+    def index_of(self, path: str) -> int | None:
+        return self._by_path.get(path)
+
+    def find(self, path: str) -> StagedFile | None:
+        """The file listed at `path`, or None. Safe from a worker while the table is released:
+        the lookup is replaced, never emptied in place."""
+        index = self._by_path.get(path)
+        return None if index is None else StagedFile(self, index)
+
+    def given_hex(self, index: int) -> str | None:
+        """The sha256 the Hub listed for a file, as it listed it (lowercase hex), or None."""
+        if not self._given_set[index]:
+            return None
+        return self._given[DIGEST_BYTES * index : DIGEST_BYTES * (index + 1)].hex()
+
+    def given_digest(self, index: int) -> bytes | None:
+        if not self._given_set[index]:
+            return None
+        return bytes(self._given[DIGEST_BYTES * index : DIGEST_BYTES * (index + 1)])
+
+    def release(self) -> None:
+        """Free every row: an installed upload's table is no longer needed. The path strings go a
+        batch at a time (this runs in a worker: one long run of deallocations would hold the GIL,
+        and so the event loop)."""
+        self._by_path = {}
+        self._running = {}
+        self._gapped = {}
+        paths = self.paths
+        while paths:
+            del paths[-RELEASE_BATCH:]
+        for column in (self.sizes, self._held, self._carried_mtime, self._writes):
+            del column[:]
+        for raw in (self._given, self._given_set, self._sealed, self._program, self._found, self._found_set):
+            del raw[:]
+
+
+class StagedFile:
+    """One file of a staged upload: a view of its row in the upload's `FileTable`."""
+
+    __slots__ = ("_table", "index")
+
+    def __init__(self, table: FileTable, index: int) -> None:
+        self._table = table
+        self.index = index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StagedFile) and other._table is self._table and other.index == self.index
+
+    def __hash__(self) -> int:
+        return hash((id(self._table), self.index))
+
+    def __repr__(self) -> str:
+        return f"StagedFile({self.index}, {self.relative_path!r}, {self.size})"
+
+    # --- what the list said -----------------------------------------------------------------------
+
+    @property
+    def relative_path(self) -> str:
+        return self._table.paths[self.index]
+
+    @property
+    def size(self) -> int:
+        return self._table.sizes[self.index]
+
+    @property
+    def sha256(self) -> str | None:
+        """The whole-file hash the Hub listed (hex), or None."""
+        return self._table.given_hex(self.index)
+
+    @sha256.setter
+    def sha256(self, digest: str) -> None:
+        """The Hub listed a hash it did not have when the upload was staged (see `adopt_hashes`)."""
+        at = DIGEST_BYTES * self.index
+        self._table._given[at : at + DIGEST_BYTES] = bytes.fromhex(digest)
+        self._table._given_set[self.index] = 1
+
+    def given_digest(self) -> bytes | None:
+        return self._table.given_digest(self.index)
+
+    @property
+    def tree(self) -> Path:
+        return self._table.tree
+
+    @property
+    def path(self) -> Path:
+        """Where the file is staged."""
+        return self._table.tree / self.relative_path
+
+    @property
+    def os_path(self) -> str:
+        """`path` as a plain string, for the per-file steps of games of many files: a Path would
+        intern the file's name (pathlib does), and the interned table never shrinks."""
+        return os.path.join(self._table.tree, self.relative_path)
+
+    # --- what is held -----------------------------------------------------------------------------
+
+    @property
+    def held(self) -> Held:
+        """Bytes held and verified (see ranges.Held)."""
+        value = self._table._held[self.index]
+        return self._table._gapped[self.index] if value == _GAPPED else value
+
+    @held.setter
+    def held(self, held: Held) -> None:
+        table = self._table
+        if isinstance(held, int):
+            table._held[self.index] = held
+            table._gapped.pop(self.index, None)
+        else:
+            table._gapped[self.index] = held
+            table._held[self.index] = _GAPPED
+
+    @property
+    def complete(self) -> bool:
+        value = self._table._held[self.index]
+        if value == _GAPPED:
+            return self._table._gapped[self.index].prefix_end() >= self.size
+        return value >= self.size
+
+    @property
+    def sealed(self) -> bool:
+        return bool(self._table._sealed[self.index])
+
+    @sealed.setter
+    def sealed(self, sealed: bool) -> None:
+        self._table._sealed[self.index] = sealed
+
+    @property
+    def carried_mtime_ns(self) -> int | None:
+        """The file's mtime when carried, to notice later edits; None when not carried."""
+        value = self._table._carried_mtime[self.index]
+        return None if value == _NOT_CARRIED else value
+
+    @carried_mtime_ns.setter
+    def carried_mtime_ns(self, mtime_ns: int | None) -> None:
+        self._table._carried_mtime[self.index] = _NOT_CARRIED if mtime_ns is None else mtime_ns
+
+    @property
+    def program(self) -> bool | None:
+        """Whether its first bytes mark a program; None when not known (staged before a restart)."""
+        value = self._table._program[self.index]
+        return None if value == _PROGRAM_UNKNOWN else value == _A_PROGRAM
+
+    @program.setter
+    def program(self, program: bool | None) -> None:
+        self._table._program[self.index] = (
+            _PROGRAM_UNKNOWN if program is None else _A_PROGRAM if program else _NOT_A_PROGRAM
+        )
+
+    @property
+    def writes(self) -> int:
+        """write_chunk calls for this file in flight."""
+        return self._table._writes[self.index]
+
+    @writes.setter
+    def writes(self, count: int) -> None:
+        self._table._writes[self.index] = count
+
+    # --- the whole-file hash ----------------------------------------------------------------------
+
+    @property
+    def hash_state(self) -> FileHash | bytes | None:
+        """The running hash, the finished digest, or None (never written, or forgotten)."""
+        running = self._table._running.get(self.index)
+        if running is not None:
+            return running
+        return self._found() if self._table._found_set[self.index] else None
+
+    @property
+    def digest(self) -> FileHash:
+        """The running whole-file hash. Kept for every file written, also those listed without
+        sha256: the Hub may send their hash with complete_upload, and the manifest needs it for
+        incremental redeploys. Made on first use: a carried file never needs one."""
+        table = self._table
+        running = table._running.get(self.index)
+        if running is not None:
+            return running
+        if table._found_set[self.index]:  # finished, and asked for again (a chunk re-sent)
+            running = FileHash.finished(self.size, self._found())
+            table._found_set[self.index] = 0
+        else:
+            running = FileHash(self.size)
+        table._running[self.index] = running
+        return running
+
+    def finished_digest(self) -> bytes | None:
+        """The whole-file hash once every byte is hashed in order (see FileHash); after
+        complete_upload, the hash it found."""
+        if self._table._found_set[self.index]:
+            return self._found()
+        return self.digest.finished_digest()
+
+    def finished_hexdigest(self) -> str | None:
+        digest = self.finished_digest()
+        return None if digest is None else digest.hex()
+
+    def settle_finished(self) -> None:
+        """Once the hash is finished, keep its 32 bytes instead of the FileHash (about 100 bytes
+        a file for the rest of the upload). Only when no other write of the file is in flight:
+        such a write holds the FileHash and would mark it spoilt after this, unseen."""
+        running = self._table._running.get(self.index)
+        if running is not None and self.writes == 1:
+            finished = running.finished_digest()
+            if finished is not None:
+                self.settle_digest(finished)
+
+    def settle_digest(self, digest: bytes) -> None:
+        """complete_upload found the file's hash: keep only its 32 bytes, not the state that made
+        it. Only while no write of the file is in flight (the session is COMPLETING)."""
+        table = self._table
+        at = DIGEST_BYTES * self.index
+        table._found[at : at + DIGEST_BYTES] = digest
+        table._found_set[self.index] = 1
+        table._running.pop(self.index, None)
+
+    def forget_digest(self) -> None:
+        """Its bytes changed: whatever was hashed, or found, no longer counts."""
+        running = self._table._running.get(self.index)
+        if running is not None:
+            running.invalidate()
+        self._table._found_set[self.index] = 0
+
+    def _found(self) -> bytes:
+        at = DIGEST_BYTES * self.index
+        return bytes(self._table._found[at : at + DIGEST_BYTES])

@@ -1,0 +1,189 @@
+"""The per-upload file table: each row reads back what was listed and what was written to it."""
+
+from __future__ import annotations
+
+import hashlib
+import tracemalloc
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from capydeploy.agent.transfer.file_table import FileTable, StagedFile
+from capydeploy.agent.transfer.filehash import FileHash
+from capydeploy.agent.transfer.found_digests import FoundDigests
+from capydeploy.agent.transfer.ranges import ByteRanges
+
+TREE = Path("/staging/tree")
+
+
+class Listed(NamedTuple):
+    relative_path: str
+    size: int
+    sha256: str | None = None
+
+
+def _hex(seed: int) -> str:
+    return hashlib.sha256(str(seed).encode()).hexdigest()
+
+
+def test_rows_read_back_the_list_in_its_order() -> None:
+    listed = [Listed("b/c.bin", 7, _hex(1)), Listed("a.txt", 0), Listed("\u00e9t\u00e9/x", 1 << 40, _hex(2))]
+    table = FileTable(TREE, listed)
+    assert len(table) == 3
+    assert [(f.index, f.relative_path, f.size, f.sha256) for f in table] == [
+        (i, *entry) for i, entry in enumerate(listed)
+    ]
+    assert table[-1] == table[2] and table[0:2] == [table[0], table[1]]
+    with pytest.raises(IndexError):
+        table[3]
+    assert table.find("a.txt") == table[1] and table.index_of("a.txt") == 1
+    assert table.find("missing") is None and table.index_of("b") is None
+    assert table[0].path == TREE / "b/c.bin" and table[0].os_path == str(TREE / "b/c.bin")
+    assert table[0].given_digest() == bytes.fromhex(_hex(1)) and table[1].given_digest() is None
+    # A fresh row holds nothing and knows nothing yet.
+    row = table[0]
+    assert (row.held, row.complete, row.sealed, row.carried_mtime_ns, row.program, row.writes) == (
+        0, False, False, None, None, 0
+    )
+    assert table[1].complete  # an empty file is complete from the start
+    assert row.hash_state is None
+
+
+def test_views_of_one_row_are_equal_and_see_the_same_row() -> None:
+    table = FileTable(TREE, [Listed("a", 3), Listed("b", 3)])
+    first, again = table[0], table.find("a")
+    assert first == again and hash(first) == hash(again) and first is not again
+    assert first != table[1] and first != FileTable(TREE, [Listed("a", 3)])[0]
+    first.sealed = True
+    assert again is not None and again.sealed
+    assert len({first, again, table[1]}) == 2
+
+
+class RowModel(NamedTuple):
+    sha256: str | None
+    held: Any
+    sealed: bool
+    mtime: int | None
+    program: bool | None
+    writes: int
+
+
+rows = st.integers(0, 4)
+actions = st.one_of(
+    st.tuples(st.just("held"), rows, st.integers(0, 100)),
+    st.tuples(st.just("gaps"), rows, st.integers(1, 40), st.integers(50, 90)),
+    st.tuples(st.just("sealed"), rows, st.booleans()),
+    st.tuples(st.just("mtime"), rows, st.none() | st.integers(-(2**63) + 1, 2**63 - 1)),
+    st.tuples(st.just("program"), rows, st.none() | st.booleans()),
+    st.tuples(st.just("writes"), rows, st.integers(0, 1000)),
+    st.tuples(st.just("sha256"), rows, st.integers(0, 10)),
+)
+
+
+@given(st.lists(actions, max_size=40))
+def test_each_fact_of_a_row_is_kept_apart_from_every_other(steps: list[tuple[Any, ...]]) -> None:
+    """Any sequence of writes to any rows: every row reads back exactly its own last writes."""
+    sizes = [100, 100, 0, 100, 1]
+    table = FileTable(TREE, [Listed(f"f{i}", size) for i, size in enumerate(sizes)])
+    model = [RowModel(None, 0, False, None, None, 0) for _ in sizes]
+    for action, index, *values in steps:
+        row = table[index]
+        if action == "held":
+            row.held = values[0]
+            model[index] = model[index]._replace(held=values[0])
+        elif action == "gaps":
+            ranges = ByteRanges()
+            ranges.add(0, values[0])
+            ranges.add(values[1], 100)
+            row.held = ranges
+            model[index] = model[index]._replace(held=ranges)
+        elif action == "sealed":
+            row.sealed = values[0]
+            model[index] = model[index]._replace(sealed=values[0])
+        elif action == "mtime":
+            row.carried_mtime_ns = values[0]
+            model[index] = model[index]._replace(mtime=values[0])
+        elif action == "program":
+            row.program = values[0]
+            model[index] = model[index]._replace(program=values[0])
+        elif action == "writes":
+            row.writes = values[0]
+            model[index] = model[index]._replace(writes=values[0])
+        else:
+            row.sha256 = _hex(values[0])
+            model[index] = model[index]._replace(sha256=_hex(values[0]))
+        for i, expected in enumerate(model):
+            seen = table[i]
+            assert seen.sha256 == expected.sha256
+            assert seen.held is expected.held or seen.held == expected.held
+            held_to = expected.held if isinstance(expected.held, int) else expected.held.prefix_end()
+            assert seen.complete == (held_to >= sizes[i])
+            assert (seen.sealed, seen.carried_mtime_ns, seen.program, seen.writes) == (
+                expected.sealed, expected.mtime, expected.program, expected.writes
+            )
+
+
+def test_a_row_keeps_a_running_hash_or_its_digest_never_both() -> None:
+    table = FileTable(TREE, [Listed("a", 3), Listed("b", 3)])
+    row = table[0]
+    running = row.digest
+    assert isinstance(running, FileHash) and row.hash_state is running and table[0].digest is running
+    digest = hashlib.sha256(b"abc").digest()
+    row.settle_digest(digest)
+    assert row.hash_state == digest and row.finished_digest() == digest
+    assert table[1].hash_state is None  # the other row is untouched
+    again = row.digest  # asked for again (a chunk re-sent): a finished FileHash, the digest gone
+    assert again.finished_digest() == digest and row.hash_state is again
+    row.forget_digest()
+    assert row.finished_digest() is None
+
+
+def test_release_frees_every_row_and_lookups_find_nothing() -> None:
+    table = FileTable(TREE, [Listed(f"f{i}", i, _hex(i)) for i in range(12_000)])
+    find = table.find  # a worker may hold the lookup while the table is released
+    table.release()
+    assert len(table) == 0 and list(table) == [] and find("f1") is None
+
+
+def test_a_row_costs_a_few_dozen_bytes_beside_its_path() -> None:
+    """The point of the table: a game of 100 000 files must not cost an object or four per file
+    (about 500 bytes a file as objects; docs/performance.md, ninth session)."""
+    count = 20_000
+    listed = [Listed(f"folder/file-{i:06}.bin", 1024 + i, _hex(i)) for i in range(count)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        table = FileTable(TREE, listed)
+        rows = table[:]  # views made and dropped: they must not stay
+        del rows
+        for row in table:
+            row.held = row.size
+            row.settle_digest(hashlib.sha256(row.relative_path.encode()).digest())
+            row.sealed = True
+            row.carried_mtime_ns = 1_700_000_000_000_000_000
+        per_file = (tracemalloc.get_traced_memory()[0] - before) / count
+    finally:
+        tracemalloc.stop()
+    # Columns: 32 + 32 bytes of digests, 8 + 8 + 8 + 8 of integers, a byte or three of flags,
+    # a list slot and a lookup entry (the lookup's index ints for rows past 256).
+    assert per_file < 200, per_file
+    assert table.find("folder/file-000007.bin") == table[7] and table[7].complete
+
+
+def test_found_digests_keep_their_bytes_end_to_end() -> None:
+    found = FoundDigests()
+    digests = {f"f{i}": hashlib.sha256(bytes([i])).digest() for i in range(3)}
+    for path, digest in digests.items():
+        found.add(path, digest)
+    assert dict(found.items()) == {path: digest.hex() for path, digest in digests.items()}
+    assert found["f1"] == digests["f1"].hex()
+    with pytest.raises(ValueError):
+        found.add("short", b"\x00" * 31)
+
+
+def test_staged_file_is_the_view_the_table_makes() -> None:
+    table = FileTable(TREE, [Listed("a", 1)])
+    assert isinstance(table[0], StagedFile) and repr(table[0]) == "StagedFile(0, 'a', 1)"
