@@ -26,7 +26,7 @@ def test_the_heap_is_handed_back_before_a_long_request_is_parsed(
     text = _init_upload_text(count)
     assert (len(text) > connection.RETURN_HEAP_FROM) is returns_heap  # the cases are what they say
     long_list = len(text) > connection.RETURN_HEAP_FROM
-    envelope, message_type, request = connection._parse_large_text(text, None, long_list)
+    envelope, message_type, request = connection._parse_large_text(text, long_list)
     assert calls == ([1] if returns_heap else [])
     expected = parse_request_text(text)
     assert message_type is MessageType.INIT_UPLOAD and envelope.id == expected[0].id and request == expected[2]

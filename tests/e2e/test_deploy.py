@@ -287,32 +287,6 @@ async def test_a_long_file_list_goes_in_fragments_and_arrives_whole(
     assert all(len(piece) <= 300 for piece in init[0])
 
 
-async def test_a_resumed_list_of_many_files_shares_the_held_strings(
-    agent: Agent, paired_hub: HubClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # 1 500 files (an init_upload over 64 KiB, parsed off the loop) and a cut: the resuming
-    # init_upload's entries take the path strings of the upload the Agent holds (memory: a game of
-    # 100 000 files would otherwise hold them twice while the request is read).
-    files = {f"assets/{i // 100:02}/item-{i:04}.dat": os.urandom(i % 300) for i in range(1500)}
-    files["big.bin"] = os.urandom(24 * MiB)
-    game = make_game(tmp_path / "ManyCut", files)
-    shared: list[bool] = []
-    real_init = agent.transfer.init_upload
-
-    async def init_upload(hub_id: str, request: m.InitUpload, *, consume: bool = False) -> m.UploadInitResponse:
-        held = agent.transfer.held_file_lookup(hub_id)
-        if held is not None:
-            shared.append(all(entry.relative_path is held(entry.relative_path).relative_path for entry in request.files))  # type: ignore[union-attr]
-        return await real_init(hub_id, request, consume=consume)
-
-    monkeypatch.setattr(agent.transfer, "init_upload", init_upload)
-    cut = CutOnce(agent)
-    result = await paired_hub.deploy(game, options("ManyCut"), progress=cut)
-    assert cut.done and result.resumes >= 1
-    assert shared and all(shared)
-    assert tree(agent.install_dir / "ManyCut") == files
-
-
 async def test_a_file_changed_while_it_is_sent_stops_the_deploy(
     agent: Agent, paired_hub: HubClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -7,7 +7,7 @@ import gc
 import json
 import tracemalloc
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -172,42 +172,3 @@ def test_keep_what_fits_keeps_the_most_items_that_fit(
     assert calls[0] == count and encodings <= 3 + count.bit_length()
     if guess_error == 0 and best is not None and best < count:
         assert encodings <= 3  # the full frame, the guess, and the one after it
-
-
-class Held(NamedTuple):
-    relative_path: str
-    size: int
-    sha256: str | None
-
-
-def test_a_resumed_list_shares_the_strings_of_the_files_held() -> None:
-    # Made at run time, so no string below is shared by accident (literals and names are interned).
-    held = {
-        path: Held(path, size, sha)
-        for path, size, sha in (
-            # sizes past 256: ints CPython does not share itself
-            ("".join(["data/", str(n), ".bin"]), int(f"7000{n}"), "".join(["ab"] * 31 + [f"{n:02x}"]))
-            for n in range(4)
-        )
-    }
-    files: list[dict[str, Any]] = [
-        {"relativePath": path, "size": entry.size, "sha256": entry.sha256} for path, entry in held.items()
-    ]
-    files[1]["sha256"] = "cd" * 32  # the file changed since: its new hash is kept
-    del files[2]["sha256"]  # listed without a hash this time
-    files[3]["size"] = 1  # ... and one changed size: its new size is kept
-    files.append({"relativePath": "new.bin", "size": 1})
-    payload = {"config": {"gameName": "G"}, "totalSize": sum(f["size"] for f in files), "files": files}
-    text = json.dumps({"id": "r", "type": "init_upload", "payload": payload})
-
-    _, _, request = parse_request_text(text, held.get)
-    assert request == parse_request(parse_envelope(text))[1]  # the same request as the plain path
-    assert isinstance(request, InitUpload)
-    entries = {entry.relative_path: entry for entry in request.files}
-    for path, entry in held.items():
-        assert entries[path].relative_path is entry.relative_path
-    same, changed, unhashed, resized = (entries[path] for path in held)
-    assert same.sha256 is held[same.relative_path].sha256
-    assert same.size is held[same.relative_path].size
-    assert changed.sha256 == "cd" * 32 and unhashed.sha256 is None
-    assert resized.size == 1

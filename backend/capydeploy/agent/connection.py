@@ -31,7 +31,7 @@ from ..protocol import (
 )
 from ..protocol import messages as m
 from ..protocol.constants import MAX_UNACKED_WORK
-from ..protocol.envelope import Envelope, ListedFile
+from ..protocol.envelope import Envelope
 from ..protocol.fitting import fits
 from ..protocol.map_message import encode_map_message
 from .pairing import PairingOutcome
@@ -193,13 +193,12 @@ class HubSession:
             if len(text) > PARSE_OFF_LOOP_FROM:
                 # An init_upload of thousands of files takes a pydantic pass per path: hundreds of
                 # milliseconds the loop (shared with the plugin's UI) must not stand still for.
-                known = self.agent.transfer.held_file_lookup(self.hub_id) if self.authenticated else None
                 long_list = len(text) > RETURN_HEAP_FROM
                 if long_list:
                     # Idle write buffers (megabytes) need not sit through the parse of a long list
                     # either (init_upload frees them too, but only once the request is parsed).
                     self.agent.transfer.release_buffers()
-                envelope, message_type, payload = await asyncio.to_thread(_parse_large_text, text, known, long_list)
+                envelope, message_type, payload = await asyncio.to_thread(_parse_large_text, text, long_list)
             else:
                 envelope = parse_envelope(text)
                 message_type, payload = parse_request(envelope)
@@ -399,16 +398,14 @@ class HubSession:
         )
 
 
-def _parse_large_text(
-    text: str, known: Callable[[str], ListedFile | None] | None, long_list: bool
-) -> tuple[Envelope, MessageType, BaseModel]:
+def _parse_large_text(text: str, long_list: bool) -> tuple[Envelope, MessageType, BaseModel]:
     if long_list:
         # The fragments it was joined from were freed blocks of malloc's heap (10 MB for the list
         # of a game of 100 000 files): where the heap had no free room for them, it grew, and that
         # room would stay resident below what the upload makes next. Whole blocks, handed back
         # here (0.4–1.1 ms measured in the Agent) before the parse needs memory again.
         return_free_heap()
-    return parse_request_text(text, known)
+    return parse_request_text(text)
 
 
 def _encode_within_limit(message_type: MessageType, payload: BaseModel, request_id: str) -> Iterator[str]:

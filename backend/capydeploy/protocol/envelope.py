@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import secrets
-from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -75,7 +74,7 @@ def _envelope_of(raw: Any) -> Envelope:
 
 class ListedFile(Protocol):
     """A file of an upload's list: an `UploadFile` as received, or on the Agent a `FileEntry` as
-    read back from disk, or the `StagedFile` a live upload keeps."""
+    read back from disk, or a row of the `FileTable` a live upload keeps (a `StagedFile`)."""
 
     @property
     def relative_path(self) -> str: ...
@@ -85,20 +84,17 @@ class ListedFile(Protocol):
     def sha256(self) -> str | None: ...
 
 
-def parse_request_text(
-    text: str | bytes, known: Callable[[str], ListedFile | None] | None = None
-) -> tuple[Envelope, MessageType, BaseModel]:
+def parse_request_text(text: str | bytes) -> tuple[Envelope, MessageType, BaseModel]:
     """`parse_envelope` then `parse_request`, for a large text frame (an init_upload of many files).
 
     The entries of `files` become `UploadFile`s as the JSON is read, so a list of 100 000 never
     exists as dicts: about 600 bytes an entry, all alive until the request is validated (a game's
-    hashes make the list 14 MB of text). An entry that `known` finds (a resumed upload lists the
-    same files) takes that entry's path and hash strings, so they are not held twice (about 200
-    bytes a file). The result is always the plain path's: anything but a valid init_upload that had
-    objects decoded so is parsed again the plain way, so errors read the same.
+    hashes make the list 14 MB of text). The result is always the plain path's: anything but a
+    valid init_upload that had objects decoded so is parsed again the plain way, so errors read
+    the same.
     """
     try:
-        raw, decoded = _loads_decoding_entries(text, known)
+        raw, decoded = _loads_decoding_entries(text)
     except (ValueError, RecursionError):
         raw, decoded = None, False  # the plain path reports it
     if decoded:
@@ -139,9 +135,7 @@ def decode_file_entries(pairs: list[tuple[str, Any]]) -> Any:
     return obj
 
 
-def _loads_decoding_entries(
-    text: str | bytes, known: Callable[[str], ListedFile | None] | None
-) -> tuple[Any, bool]:
+def _loads_decoding_entries(text: str | bytes) -> tuple[Any, bool]:
     """JSON with file entries decoded by `decode_file_entries`; True if any was."""
     decoded = False
 
@@ -150,13 +144,6 @@ def _loads_decoding_entries(
         obj = decode_file_entries(pairs)
         if isinstance(obj, UploadFile):
             decoded = True
-            held = known(obj.relative_path) if known is not None else None
-            if held is not None:  # equal values: keep one of each
-                obj.relative_path = held.relative_path
-                if obj.size == held.size:
-                    obj.size = held.size
-                if obj.sha256 is not None and obj.sha256 == held.sha256:
-                    obj.sha256 = held.sha256
         return obj
 
     return json.loads(text, object_pairs_hook=decode_object), decoded

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from capydeploy.agent.transfer.file_table import FileTable, StagedFile
 from capydeploy.agent.transfer.filehash import FileHash
 from capydeploy.agent.transfer.found_digests import FoundDigests
+from capydeploy.agent.transfer.path_column import PathColumn
 from capydeploy.agent.transfer.ranges import ByteRanges
 
 TREE = Path("/staging/tree")
@@ -167,9 +168,9 @@ def test_a_row_costs_a_few_dozen_bytes_beside_its_path() -> None:
         per_file = (tracemalloc.get_traced_memory()[0] - before) / count
     finally:
         tracemalloc.stop()
-    # Columns: 32 + 32 bytes of digests, 8 + 8 + 8 + 8 of integers, a byte or three of flags,
-    # a list slot and a lookup entry (the lookup's index ints for rows past 256).
-    assert per_file < 200, per_file
+    # Columns: 32 + 32 bytes of digests, 8 + 8 + 8 + 8 of integers, a few bytes of flags, the
+    # path's 23 characters and its start, and two to four lookup slots of 4 bytes.
+    assert per_file < 170, per_file
     assert table.find("folder/file-000007.bin") == table[7] and table[7].complete
 
 
@@ -187,3 +188,27 @@ def test_found_digests_keep_their_bytes_end_to_end() -> None:
 def test_staged_file_is_the_view_the_table_makes() -> None:
     table = FileTable(TREE, [Listed("a", 1)])
     assert isinstance(table[0], StagedFile) and repr(table[0]) == "StagedFile(0, 'a', 1)"
+
+
+paths = st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)), min_size=1, max_size=12)
+
+
+@given(st.lists(paths, unique=True, max_size=60), st.lists(paths, max_size=10))
+def test_a_path_column_finds_each_path_at_its_row_and_nothing_else(listed: list[str], others: list[str]) -> None:
+    column = PathColumn(listed)
+    assert len(column) == len(listed) and list(column) == listed
+    assert [column[row] for row in range(len(listed))] == listed
+    for row, path in enumerate(listed):
+        assert column.index_of(path) == row
+    for path in others:
+        assert column.index_of(path) == (listed.index(path) if path in listed else None)
+    column.release()
+    assert len(column) == 0 and list(column) == [] and all(column.index_of(p) is None for p in listed)
+
+
+def test_a_path_column_probes_past_colliding_slots() -> None:
+    """5 000 paths in 16 384 slots: hundreds land on a taken slot, and each is found past it."""
+    listed = [f"p{i}" for i in range(5000)]
+    column = PathColumn(listed)
+    assert all(column.index_of(path) == row for row, path in enumerate(listed))
+    assert column.index_of("p5000") is None and column.index_of("p") is None

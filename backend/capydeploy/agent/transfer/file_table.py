@@ -4,8 +4,8 @@ A game may list 100 000 files. As one object each (with its path, hash, size and
 and its found digest) they took about 500 bytes a file, and their allocations stayed scattered
 through Python's arenas after the upload: the Agent's peak for such a game was over 100 MiB
 (docs/performance.md, ninth session). Here each fact is a column (an `array` of machine
-integers, a `bytearray` of 32-byte digests), so a file costs its path string and about 120
-bytes, and the only per-file objects are the path strings.
+integers, a `bytearray` of 32-byte digests, the paths in one string: `PathColumn`), about 130
+bytes a file with its path, and no object per file.
 
 `StagedFile` is a view of one row, made when asked for (`table[i]`, `table.find(path)`) and
 dropped after use; it reads and writes the row's columns. Two views of the same row are equal.
@@ -23,6 +23,7 @@ from typing import overload
 
 from ...protocol.envelope import ListedFile
 from .filehash import FileHash
+from .path_column import PathColumn
 from .ranges import ByteRanges, Held
 
 DIGEST_BYTES = 32
@@ -32,14 +33,12 @@ _GAPPED = -1
 _NOT_CARRIED = -(2**63)
 # `program` items: not known yet (staged before a restart), no program header, a program header.
 _PROGRAM_UNKNOWN, _NOT_A_PROGRAM, _A_PROGRAM = 0, 1, 2
-RELEASE_BATCH = 5000  # path strings freed at a time (see FileTable.release)
 
 
 class FileTable(Sequence["StagedFile"]):
     """Every file of an upload, in the order of its list (a file's index is its row)."""
 
     __slots__ = (
-        "_by_path",
         "_carried_mtime",
         "_found",
         "_found_set",
@@ -58,12 +57,12 @@ class FileTable(Sequence["StagedFile"]):
 
     def __init__(self, tree: Path, files: Iterable[ListedFile]) -> None:
         self.tree = tree  # the staging tree the files live in
-        self.paths: list[str] = []
+        paths: list[str] = []
         self.sizes = array("q")
         self._given = bytearray()  # the sha256 the Hub listed, 32 bytes a file ...
         self._given_set = bytearray()  # ... where it listed one (1)
         for entry in files:
-            self.paths.append(entry.relative_path)
+            paths.append(entry.relative_path)
             self.sizes.append(entry.size)
             if entry.sha256 is None:
                 self._given += bytes(DIGEST_BYTES)
@@ -71,8 +70,9 @@ class FileTable(Sequence["StagedFile"]):
             else:
                 self._given += bytes.fromhex(entry.sha256)
                 self._given_set.append(1)
-        count = len(self.paths)
-        self._by_path = {path: index for index, path in enumerate(self.paths)}
+        count = len(paths)
+        self.paths = PathColumn(paths)
+        del paths
         # Bytes held and verified: a prefix [0, n) as n (what nearly every file has all along:
         # its chunks arrive in order), or _GAPPED with its ByteRanges in `_gapped`.
         self._held = array("q", bytes(8 * count))
@@ -113,12 +113,12 @@ class FileTable(Sequence["StagedFile"]):
         return (StagedFile(self, index) for index in range(len(self.paths)))
 
     def index_of(self, path: str) -> int | None:
-        return self._by_path.get(path)
+        return self.paths.index_of(path)
 
     def find(self, path: str) -> StagedFile | None:
-        """The file listed at `path`, or None. Safe from a worker while the table is released:
-        the lookup is replaced, never emptied in place."""
-        index = self._by_path.get(path)
+        """The file listed at `path`, or None. Safe from a worker while the table is released
+        (see `PathColumn.index_of`)."""
+        index = self.paths.index_of(path)
         return None if index is None else StagedFile(self, index)
 
     def given_hex(self, index: int) -> str | None:
@@ -133,15 +133,10 @@ class FileTable(Sequence["StagedFile"]):
         return bytes(self._given[DIGEST_BYTES * index : DIGEST_BYTES * (index + 1)])
 
     def release(self) -> None:
-        """Free every row: an installed upload's table is no longer needed. The path strings go a
-        batch at a time (this runs in a worker: one long run of deallocations would hold the GIL,
-        and so the event loop)."""
-        self._by_path = {}
+        """Free every row: an installed upload's table is no longer needed."""
+        self.paths.release()
         self._running = {}
         self._gapped = {}
-        paths = self.paths
-        while paths:
-            del paths[-RELEASE_BATCH:]
         for column in (self.sizes, self._held, self._carried_mtime, self._writes):
             del column[:]
         for raw in (self._given, self._given_set, self._sealed, self._program, self._found, self._found_set):

@@ -16,14 +16,14 @@ from .file_table import StagedFile
 from .filehash import Hasher, new_hasher
 from .filesystem import FileWriter, read_exactly, remove_path
 from .journal import ChunkJournal, ChunkRecord, read_journal
-from .session import UploadSession
+from .session import Signature, UploadSession
 from .staging import SessionRecord, StagingLayout
 
 
 def load_staged_session(
-    record: SessionRecord, layout: StagingLayout, writer: FileWriter, now: float, piece: int
+    record: SessionRecord, layout: StagingLayout, writer: FileWriter, now: float, piece: int, *, signature: Signature
 ) -> UploadSession:
-    session = UploadSession(record, layout, writer, now)
+    session = UploadSession(record, layout, writer, now, signature)
     journaled = read_journal(layout.journal_file, len(session.files))
     for staged in session.files:
         _discard_foreign_file(staged.path)

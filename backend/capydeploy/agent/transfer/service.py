@@ -262,13 +262,20 @@ class TransferService:
             if session is not None:
                 session.state = SessionState.PREPARING  # no chunk may land while we plan and carry
             try:
-                return await self._accept(hub_id, request, root, session, consume)
+                return await self._accept(hub_id, request, root, session, signature=signature, consume=consume)
             finally:
                 if session is not None and session.state is SessionState.PREPARING:
                     session.state = SessionState.ACTIVE
 
     async def _accept(
-        self, hub_id: str, request: InitUpload, root: Path, session: UploadSession | None, consume: bool
+        self,
+        hub_id: str,
+        request: InitUpload,
+        root: Path,
+        session: UploadSession | None,
+        *,
+        signature: Signature,
+        consume: bool,
     ) -> UploadInitResponse:
         """The rest of init_upload, under the lock: plan, check space, then (only then) write."""
         game_name = request.config.game_name
@@ -283,7 +290,7 @@ class TransferService:
         for dormant in stale_dormant:
             await self._discard_dormant(dormant)
         if session is None:
-            session = await self._create_session(hub_id, request, layout)
+            session = await self._create_session(hub_id, request, layout, signature)
             session.state = SessionState.PREPARING
         try:
             # Hashes the Hub has learnt since it staged this upload (hashes_fit let it resume).
@@ -410,16 +417,6 @@ class TransferService:
                 return
             session = self._session_of(hub_id, upload_id)
             await self._discard(session)
-
-    def held_file_lookup(self, hub_id: str | None) -> Callable[[str], StagedFile | None] | None:
-        """Finds a path among the hub's live uploads, for a resuming init_upload to share their
-        strings (see `parse_request_text`). Safe from a worker (see `FileTable.find`)."""
-        tables = [s.files for s in self._sessions.values() if s.hub_id == hub_id and s.files]
-        if not tables:
-            return None
-        if len(tables) == 1:
-            return tables[0].find
-        return lambda path: next((found for table in tables if (found := table.find(path)) is not None), None)
 
     def progress(self) -> UploadProgressInfo | None:
         """The most recently active upload still staged, or None."""
@@ -554,7 +551,7 @@ class TransferService:
         try:
             session = await self._run(
                 None,
-                load_staged_session,
+                functools.partial(load_staged_session, signature=dormant.signature),
                 dormant.record,
                 dormant.layout,
                 self._writer,
@@ -604,7 +601,9 @@ class TransferService:
                 ErrorCode.BAD_REQUEST, f"insufficient space: need {need} bytes, {free} free in {root}"
             )
 
-    async def _create_session(self, hub_id: str, request: InitUpload, layout: StagingLayout) -> UploadSession:
+    async def _create_session(
+        self, hub_id: str, request: InitUpload, layout: StagingLayout, signature: Signature
+    ) -> UploadSession:
         now = self._clock()
         record = SessionRecord(
             upload_id=layout.upload_id,
@@ -615,7 +614,7 @@ class TransferService:
             created_at=now,
         )
         try:
-            session = await self._run(None, self._create_staging, record, request.files, layout, now)
+            session = await self._run(None, self._create_staging, record, request.files, layout, now, signature)
         except OSError as exc:
             raise _os_error(f"could not create the staging folder in {layout.root}", exc) from None
         self._known_roots.add(layout.root)
@@ -623,10 +622,10 @@ class TransferService:
         return session
 
     def _create_staging(
-        self, record: SessionRecord, files: list[UploadFile], layout: StagingLayout, now: float
+        self, record: SessionRecord, files: list[UploadFile], layout: StagingLayout, now: float, signature: Signature
     ) -> UploadSession:
         record.files = files  # replaced by the session's staged files
-        session = UploadSession(record, layout, self._writer, now)
+        session = UploadSession(record, layout, self._writer, now, signature)
         layout.folder.mkdir(parents=True)
         try:
             write_session_record(layout, record)

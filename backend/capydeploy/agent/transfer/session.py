@@ -34,7 +34,7 @@ def upload_signature(hub_id: str, game_name: str, root: Path, files: Sequence[Li
     # of 20 000 files is about 1 MB. Paths hold no NUL (D6), so the encoding is unambiguous.
     listing = hashlib.sha256()
     if isinstance(files, FileTable):
-        pairs = list(zip(files.paths, files.sizes, strict=True))
+        pairs = list(zip(files.paths, files.sizes, strict=True))  # no view made per file
     else:
         pairs = [(f.relative_path, f.size) for f in files]
     for path, size in _sorted_in_runs(pairs):
@@ -127,7 +127,9 @@ class UploadSession:
     it is PREPARING or COMPLETING, when the loop hands it to one worker job at a time.
     """
 
-    def __init__(self, record: SessionRecord, layout: StagingLayout, writer: FileWriter, now: float) -> None:
+    def __init__(
+        self, record: SessionRecord, layout: StagingLayout, writer: FileWriter, now: float, signature: Signature
+    ) -> None:
         self.record = record
         self.layout = layout
         self.files = FileTable(layout.tree, record.files)
@@ -141,7 +143,9 @@ class UploadSession:
         self.jobs = InflightJobs()
         self.handles = HandleCache(writer)
         self.journal: ChunkJournal | None = None
-        self.signature = upload_signature(record.hub_id, record.game_name, layout.root, record.files)
+        # Made by the caller from the same list (init_upload's, or the record's after a restart):
+        # made again here, its sorted copy of the list would add to the peak of a game of many files.
+        self.signature = signature
         self._calls = 0
         self._idle = asyncio.Event()
         self._idle.set()
