@@ -24,7 +24,8 @@ from capydeploy.protocol import (
 )
 from capydeploy.protocol.envelope import describe_validation_error
 from capydeploy.protocol.fitting import keep_what_fits
-from capydeploy.protocol.messages import InitUpload, UploadFile
+from capydeploy.protocol.listing import FileListing
+from capydeploy.protocol.messages import InitUpload
 
 HEX = "0123456789abcdefABCDEF"
 paths = st.one_of(
@@ -70,7 +71,13 @@ def test_init_upload_parses_as_the_plain_path_does(files: list[dict[str, Any]], 
     else:
         assert isinstance(new, InitUpload)
         assert new.files == old.files
-        assert all(type(entry) is UploadFile for entry in new.files)
+        assert [(f.relative_path, f.size, f.sha256) for f in new.files] == [
+            (f.relative_path, f.size, f.sha256) for f in old.files
+        ]
+        # Read into columns when every entry has only the wire's keys (an entry with any other
+        # key is left to the plain path, which ignores it); an empty list stays a list.
+        plain_keys = all(f.keys() <= {"relativePath", "size", "sha256"} for f in files)
+        assert isinstance(new.files, FileListing) == (bool(files) and plain_keys)
 
 
 def test_a_bad_entry_is_reported_with_its_place_in_the_list() -> None:

@@ -191,13 +191,15 @@ class Deployment:
         message (D4; see protocol.fitting). A file sent without its hash is not carried over from
         the installed version but sent again, so the smallest files go without."""
         request = self.init_request()
-        if not _may_pass_message_limit(entry.relative_path for entry in request.files):
+        listed = request.files
+        assert isinstance(listed, list)  # the Hub's own list (a listing is what the Agent reads)
+        if not _may_pass_message_limit(entry.relative_path for entry in listed):
             return request
-        hashed = [index for index, entry in enumerate(request.files) if entry.sha256 is not None]
-        hashed.sort(key=lambda index: request.files[index].size, reverse=True)  # kept first
+        hashed = [index for index, entry in enumerate(listed) if entry.sha256 is not None]
+        hashed.sort(key=lambda index: listed[index].size, reverse=True)  # kept first
 
         def encode(count: int) -> str:
-            files = list(request.files)
+            files = list(listed)
             for index in hashed[count:]:
                 files[index] = _without_hash(files[index])
             return encode_message(MessageType.INIT_UPLOAD, request.model_copy(update={"files": files}), new_message_id())
@@ -207,14 +209,14 @@ class Deployment:
         kept, text = keep_what_fits(len(hashed), encode, lambda excess: len(hashed) - -(-excess // _HASH_FIELD_BYTES))
         if text is None:
             raise HubError(
-                f"the list of {len(request.files)} files is too long for one message (the protocol allows "
+                f"the list of {len(listed)} files is too long for one message (the protocol allows "
                 f"{c.MAX_MESSAGE // (1024 * 1024)} MiB); shorter file paths would fit"
             )
         if kept < len(hashed):
             log.warning("%d of %d file hashes left out of init_upload to fit in one message", len(hashed) - kept, len(hashed))
             for index in hashed[kept:]:
-                entry = request.files[index]
-                request.files[index] = _without_hash(entry)
+                entry = listed[index]
+                listed[index] = _without_hash(entry)
                 del self.hashes[entry.relative_path]
         return request
 

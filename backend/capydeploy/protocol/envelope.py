@@ -11,6 +11,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .catalog import REQUEST_MODELS, MessageType
 from .errors import ErrorCode, ProtocolError
+from .listing import ListingBuilder
 from .messages import ErrorBody, UploadFile, WireModel
 from .types import MessageId
 
@@ -87,9 +88,10 @@ class ListedFile(Protocol):
 def parse_request_text(text: str | bytes) -> tuple[Envelope, MessageType, BaseModel]:
     """`parse_envelope` then `parse_request`, for a large text frame (an init_upload of many files).
 
-    The entries of `files` become `UploadFile`s as the JSON is read, so a list of 100 000 never
-    exists as dicts: about 600 bytes an entry, all alive until the request is validated (a game's
-    hashes make the list 14 MB of text). The result is always the plain path's: anything but a
+    The entries of `files` are validated as the JSON is read and go into a `FileListing`
+    (columns), so a list of 100 000 never exists as objects: as dicts about 600 bytes an entry,
+    as `UploadFile`s about 300, all alive until the request is validated (a game's hashes make the
+    list 14 MB of text); as columns about 70. The result is always the plain path's: anything but a
     valid init_upload that had objects decoded so is parsed again the plain way, so errors read
     the same.
     """
@@ -135,15 +137,28 @@ def decode_file_entries(pairs: list[tuple[str, Any]]) -> Any:
     return obj
 
 
+# What a file entry becomes as it is read: its values went to the listing being built.
+_LISTED = object()
+
+
 def _loads_decoding_entries(text: str | bytes) -> tuple[Any, bool]:
-    """JSON with file entries decoded by `decode_file_entries`; True if any was."""
+    """JSON whose list of file entries (each validated by `decode_file_entries`) is read into a
+    `FileListing`; True if one was made. Only a list made of every entry read, and of nothing
+    else, becomes a listing: any other entry-like object leaves a placeholder that fails the
+    request's validation, so that text is parsed again the plain way."""
+    builder = ListingBuilder()
     decoded = False
 
     def decode_object(pairs: list[tuple[str, Any]]) -> Any:
         nonlocal decoded
         obj = decode_file_entries(pairs)
         if isinstance(obj, UploadFile):
-            decoded = True
+            builder.add(obj.relative_path, obj.size, obj.sha256)
+            return _LISTED
+        for key, value in obj.items():
+            if type(value) is list and value and len(value) == len(builder) and value.count(_LISTED) == len(value):
+                obj[key] = builder.finish()
+                decoded = True
         return obj
 
     return json.loads(text, object_pairs_hook=decode_object), decoded

@@ -8,15 +8,25 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    StrictBool,
+    StrictInt,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic.dataclasses import dataclass
+from pydantic_core import core_schema
 
 from .constants import MAX_FILES, MAX_TAGS
+from .listing import FileListing, ListedRow
 from .types import (
     AbsolutePath,
     AppId,
@@ -279,7 +289,7 @@ def _listed(sorted_paths: list[str], path: str) -> bool:
     return index < len(sorted_paths) and sorted_paths[index] == path
 
 
-def _first_repeat(files: list[UploadFile]) -> tuple[int, str]:
+def _first_repeat(files: Sequence[UploadFile | ListedRow]) -> tuple[int, str]:
     """The first entry whose path an earlier entry has (there is one)."""
     seen: set[str] = set()
     for index, entry in enumerate(files):
@@ -289,16 +299,35 @@ def _first_repeat(files: list[UploadFile]) -> tuple[int, str]:
     raise AssertionError("no path is listed twice")
 
 
+class _ListedFilesSchema:
+    """`init_upload.files`: validated as a list of at most MAX_FILES `UploadFile`s (errors name
+    `files[i]` as for any list), except a `FileListing`, which passes as it is."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        entries = core_schema.list_schema(handler.generate_schema(UploadFile), max_length=MAX_FILES)
+        return core_schema.no_info_wrap_validator_function(_listing_as_it_is, entries)
+
+
+def _listing_as_it_is(value: Any, validate: core_schema.ValidatorFunctionWrapHandler) -> Any:
+    return value if isinstance(value, FileListing) else validate(value)
+
+
 class InitUpload(WireModel):
     config: UploadConfig
     total_size: Size
-    files: list[UploadFile] = Field(max_length=MAX_FILES)
+    # A list of entries, or on the Agent the columns a long list is read into (see
+    # envelope.parse_request_text; each entry was validated as an `UploadFile` on the way).
+    files: Annotated[list[UploadFile] | FileListing, _ListedFilesSchema]
 
     @model_validator(mode="after")
     def _consistent(self) -> InitUpload:
+        if len(self.files) > MAX_FILES:  # (a list is checked by its schema already)
+            raise ValueError(f"files: at most {MAX_FILES} files")
         # The paths sorted, not in a set: for 100 000 files a set is 6 MB at the Agent's peak
         # (the request is validated while the upload it resumes is held), the list 0.8 MB.
-        paths = sorted(entry.relative_path for entry in self.files)
+        listing = self.files
+        paths = sorted(listing.paths if isinstance(listing, FileListing) else (f.relative_path for f in listing))
         if any(path == following for path, following in itertools.pairwise(paths)):
             index, path = _first_repeat(self.files)
             raise ValueError(f"files[{index}].relativePath {path!r} is listed twice")
@@ -309,7 +338,7 @@ class InitUpload(WireModel):
                 if _listed(paths, path[:slash]):
                     raise ValueError(f"relativePath {path[:slash]!r} is both a file and a folder")
                 slash = path.find("/", slash + 1)
-        total = sum(entry.size for entry in self.files)
+        total = sum(listing.sizes) if isinstance(listing, FileListing) else sum(f.size for f in listing)
         if total != self.total_size:
             raise ValueError(f"totalSize {self.total_size} does not equal the sum of file sizes {total}")
         executable = self.config.executable

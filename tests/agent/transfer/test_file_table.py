@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from capydeploy.agent.transfer.file_table import FileTable, StagedFile
 from capydeploy.agent.transfer.filehash import FileHash
 from capydeploy.agent.transfer.found_digests import FoundDigests
-from capydeploy.agent.transfer.path_column import PathColumn
 from capydeploy.agent.transfer.ranges import ByteRanges
+from capydeploy.protocol.path_column import PathColumn
 
 TREE = Path("/staging/tree")
 

@@ -4,6 +4,7 @@ per file, no long GIL hold); the result must be exactly what parsing into dicts 
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -22,7 +23,9 @@ from capydeploy.agent.transfer.manifest import (
     manifest_entries,
     manifest_path,
     manifests_dir,
+    matches_of,
     read_manifest,
+    read_manifest_matches,
     stage_manifest,
 )
 from capydeploy.agent.transfer.session import _sorted_in_runs
@@ -32,6 +35,7 @@ from capydeploy.agent.transfer.staging import (
     StagingLayout,
     read_session_record,
 )
+from capydeploy.protocol.listing import FileListing
 
 values = st.one_of(st.none(), st.booleans(), st.integers(-1, 2**40), st.text(max_size=6), st.just("a/b.bin"))
 entries = st.one_of(
@@ -128,67 +132,110 @@ class Listed(NamedTuple):
     sha256: str | None
 
 
-def _fresh(text: str) -> str:
-    """An equal string that is not the same object (as a path parsed from another message)."""
-    return "".join(list(text))
-
-
 installed_files = st.lists(
     st.tuples(st.sampled_from("abcdefgh"), st.integers(0, 3), st.sampled_from([None, "aa" * 32, "bb" * 32])),
     max_size=30,
     unique_by=lambda item: item[0] + str(item[1]),
 )
-edits = st.lists(st.tuples(st.sampled_from(["drop", "add", "resize", "rehash"]), st.integers(0, 40)), max_size=6)
+edits = st.lists(
+    st.tuples(st.sampled_from(["drop", "add", "resize", "rehash", "unhash", "repeat", "extra key"]), st.integers(0, 40)),
+    max_size=6,
+)
+
+
+def _write_manifest(root: Path, document: dict[str, Any]) -> None:
+    manifests_dir(root).mkdir(parents=True, exist_ok=True)
+    manifest_path(root, "G").write_text(json.dumps(document))
 
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=200)
 @given(installed=installed_files, changes=edits)
-def test_a_manifest_read_against_a_file_list_shares_its_objects_and_nothing_else_changes(
+def test_a_manifest_matched_against_a_file_list_says_what_the_plain_reading_says(
     tmp_path: Path, installed: list[tuple[str, int, str | None]], changes: list[tuple[str, int]]
 ) -> None:
-    entries = [ManifestEntry(f"{name}/{n}.bin", 1000 + n, sha, 7) for name, n, sha in installed]
-    listed = [Listed(_fresh(e.path), int(str(e.size)), _fresh(e.sha256) if e.sha256 else None) for e in entries]
-    for change, where in changes:  # the game as the Hub lists it now
+    """Per listed file, the installed copy's recorded mtime exactly where the manifest records
+    the same path, size and hash; a later entry of a path decides (as it replaces the earlier
+    one); an entry with keys we never write is read the plain way, with the same answer."""
+    entries: list[dict[str, Any]] = [
+        {"path": f"{name}/{n}.bin", "size": 1000 + n, "sha256": sha, "mtimeNs": 7 + n} for name, n, sha in installed
+    ]
+    listed = [Listed(e["path"], e["size"], e["sha256"]) for e in entries]
+    for change, where in changes:  # the game as the Hub lists it now, and a manifest edited by hand
         at = where % (len(listed) + 1)
         if change == "add":
-            listed.insert(at, Listed(f"new/{where}.bin", 5, None))
+            listed.insert(at, Listed(f"new/{where}.bin", 5, "aa" * 32))
+        elif change in ("repeat", "extra key") and entries and at < len(entries):
+            if change == "repeat":  # the same path again, recording other facts
+                entries.append({**entries[at], "sha256": "cc" * 32, "mtimeNs": 99})
+            else:
+                entries[at] = {**entries[at], "mode": 420}
         elif listed and at < len(listed):
             old = listed[at]
             if change == "drop":
                 del listed[at]
             elif change == "resize":
                 listed[at] = old._replace(size=old.size + 1)
-            else:
+            elif change == "rehash":
                 listed[at] = old._replace(sha256="cc" * 32)
+            else:
+                listed[at] = old._replace(sha256=None)
     root = tmp_path / f"root{len(list(tmp_path.iterdir()))}"
-    layout = StagingLayout(root, "upload-" + "2" * 32)
-    layout.folder.mkdir(parents=True)
-    stage_manifest(layout, "G", 1.0, iter(entries))
-    manifests_dir(root).mkdir(parents=True)
-    layout.manifest_file.rename(manifest_path(root, "G"))
+    _write_manifest(root, {"version": MANIFEST_VERSION, "gameName": "G", "installedAt": 1.0, "files": entries})
+    listing = FileListing.of(listed)
 
-    alone = read_manifest(root, "G")
-    shared = read_manifest(root, "G", listed)
-    assert alone is not None and shared == alone  # the same facts, whatever the list
-    if not changes:  # the same list in the same order: every object comes from the list
-        for entry, same in zip(shared.entries.values(), listed, strict=True):
-            assert entry.path is same.relative_path and entry.size is same.size
-            assert entry.sha256 is same.sha256
+    matched = read_manifest_matches(root, "G", listing)
+    plain = read_manifest(root, "G")
+    assert plain is not None and matched is not None
+    assert list(matched) == list(matches_of(plain, listing))
+    last = {e["path"]: e for e in entries}  # what the plain reading keeps of each path
+    for row, file in enumerate(listed):
+        entry = last.get(file.relative_path)
+        same = entry is not None and file.sha256 is not None and (entry["size"], entry["sha256"]) == (file.size, file.sha256)
+        assert matched[row] == (entry["mtimeNs"] if same and entry is not None else MTIME_UNSEEN)
 
 
-def test_files_added_and_removed_since_do_not_stop_the_sharing(tmp_path: Path) -> None:
-    entries = [ManifestEntry(f"data/{n:03}.bin", n, f"{n:064x}", 7) for n in range(300, 340)]
-    listed = [Listed(_fresh(e.path), int(str(e.size)), _fresh(e.sha256 or "")) for e in entries]
-    listed.insert(0, Listed("data/000-new.bin", 1, None))
-    del listed[20]
-    listed.insert(30, Listed("data/325-new.bin", 1, None))
-    layout = StagingLayout(tmp_path, "upload-" + "2" * 32)
-    layout.folder.mkdir(parents=True)
-    stage_manifest(layout, "G", 1.0, iter(entries))
-    manifests_dir(tmp_path).mkdir(parents=True)
-    layout.manifest_file.rename(manifest_path(tmp_path, "G"))
-    manifest = read_manifest(tmp_path, "G", listed)
-    assert manifest is not None
-    by_path = {f.relative_path: f for f in listed}
-    shared = [e for e in manifest.entries.values() if e.path in by_path and e.sha256 is by_path[e.path].sha256]
-    assert len(shared) == len(entries) - 1  # all but the one removed from the list
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(entries, max_size=5), st.dictionaries(st.sampled_from(["path", "size", "mtimeNs"]), values, max_size=3))
+def test_a_damaged_manifest_matches_nothing_as_it_reads_as_nothing(
+    tmp_path: Path, files: list[Any], top_extra: dict[str, Any]
+) -> None:
+    root = tmp_path / f"root{len(list(tmp_path.iterdir()))}"
+    _write_manifest(root, {"version": MANIFEST_VERSION, "gameName": "G", "installedAt": 3.5, "files": files, **top_extra})
+    listing = FileListing.of([Listed("ok", 1, None), Listed("a", 0, "ab" * 32)])
+    plain = read_manifest(root, "G")
+    matched = read_manifest_matches(root, "G", listing)
+    assert (matched is None) == (plain is None)
+    if plain is not None and matched is not None:
+        assert list(matched) == list(matches_of(plain, listing))
+
+
+def test_a_manifest_of_another_game_or_none_matches_nothing(tmp_path: Path) -> None:
+    listing = FileListing.of([Listed("a", 1, "ab" * 32)])
+    assert read_manifest_matches(tmp_path, "G", listing) is None  # none written
+    _write_manifest(tmp_path, {"version": MANIFEST_VERSION, "gameName": "Other", "files": []})
+    assert read_manifest_matches(tmp_path, "G", listing) is None
+
+
+def test_matching_a_manifest_makes_no_object_per_entry(tmp_path: Path) -> None:
+    """The point of matching as it reads: a manifest of many files costs its text while read,
+    not an object or five per entry (docs/performance.md, ninth session)."""
+    count = 20_000
+    entries = [{"path": f"data/{n:06}.bin", "size": n, "sha256": f"{n:064x}", "mtimeNs": n} for n in range(count)]
+    _write_manifest(tmp_path, {"version": MANIFEST_VERSION, "gameName": "G", "installedAt": 1.0, "files": entries})
+    listing = FileListing.of([Listed(e["path"], e["size"], e["sha256"]) for e in entries])
+    text_bytes = manifest_path(tmp_path, "G").stat().st_size
+
+    def traced_peak(read: Any) -> tuple[int, Any]:
+        tracemalloc.start()
+        try:
+            result = read()
+            return tracemalloc.get_traced_memory()[1], result
+        finally:
+            tracemalloc.stop()
+
+    matched_peak, matched = traced_peak(lambda: read_manifest_matches(tmp_path, "G", listing))
+    plain_peak, plain = traced_peak(lambda: read_manifest(tmp_path, "G"))
+    assert list(matched) == [e["mtimeNs"] for e in entries] == list(matches_of(plain, listing))
+    # The text (its bytes and its str) and the list of placeholders, and no more.
+    assert matched_peak < 2.5 * text_bytes + 16 * count, (matched_peak, text_bytes)
+    assert plain_peak > matched_peak + 100 * count  # what it spares (about 160 bytes an entry)

@@ -17,7 +17,7 @@ import pytest
 
 from capydeploy.agent.transfer import TransferService, install
 from capydeploy.agent.transfer import service as service_module
-from capydeploy.agent.transfer.manifest import manifest_path, read_manifest, unchanged_installed_file
+from capydeploy.agent.transfer.manifest import installed_copy, manifest_path, read_manifest
 from capydeploy.agent.transfer.staging import trash_dir
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
 from tests.agent.transfer.conftest import ServiceFactory
@@ -77,7 +77,7 @@ def vouched(games: Path) -> dict[str, str]:
     for entry in manifest.entries.values():
         if entry.sha256 is None:
             continue
-        source = unchanged_installed_file(manifest, real, entry.path, entry.size, entry.sha256)
+        source = installed_copy(real, entry.path, entry.size, entry.mtime_ns)
         if source is not None:
             assert sha(Path(source).read_bytes()) == entry.sha256, f"the manifest lies about {entry.path}"
             claims[entry.path] = entry.sha256

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import overload
 
 from ...protocol.envelope import ListedFile
+from ...protocol.listing import FileListing
 from .filehash import FileHash
-from .path_column import PathColumn
 from .ranges import ByteRanges, Held
 
 DIGEST_BYTES = 32
@@ -50,6 +50,7 @@ class FileTable(Sequence["StagedFile"]):
         "_running",
         "_sealed",
         "_writes",
+        "listing",
         "paths",
         "sizes",
         "tree",
@@ -57,22 +58,16 @@ class FileTable(Sequence["StagedFile"]):
 
     def __init__(self, tree: Path, files: Iterable[ListedFile]) -> None:
         self.tree = tree  # the staging tree the files live in
-        paths: list[str] = []
-        self.sizes = array("q")
-        self._given = bytearray()  # the sha256 the Hub listed, 32 bytes a file ...
-        self._given_set = bytearray()  # ... where it listed one (1)
-        for entry in files:
-            paths.append(entry.relative_path)
-            self.sizes.append(entry.size)
-            if entry.sha256 is None:
-                self._given += bytes(DIGEST_BYTES)
-                self._given_set.append(0)
-            else:
-                self._given += bytes.fromhex(entry.sha256)
-                self._given_set.append(1)
-        count = len(paths)
-        self.paths = PathColumn(paths)
-        del paths
+        # What the list said: a listing's columns are taken over as they are (init_upload's own,
+        # read so from a long list: see protocol.listing), any other list is read into them.
+        given = files if isinstance(files, FileListing) else FileListing.of(files)
+        # Its own listing object on the same columns: the request's may be let go (`clear`).
+        self.listing = listing = FileListing(given.paths, given.sizes, given.given, given.given_set)
+        self.paths = listing.paths
+        self.sizes = listing.sizes
+        self._given = listing.given  # the sha256 the Hub listed, 32 bytes a file ...
+        self._given_set = listing.given_set  # ... where it listed one (1)
+        count = len(self.paths)
         # Bytes held and verified: a prefix [0, n) as n (what nearly every file has all along:
         # its chunks arrive in order), or _GAPPED with its ByteRanges in `_gapped`.
         self._held = array("q", bytes(8 * count))
@@ -135,6 +130,7 @@ class FileTable(Sequence["StagedFile"]):
     def release(self) -> None:
         """Free every row: an installed upload's table is no longer needed."""
         self.paths.release()
+        self.listing.clear()
         self._running = {}
         self._gapped = {}
         for column in (self.sizes, self._held, self._carried_mtime, self._writes):

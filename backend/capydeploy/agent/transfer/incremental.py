@@ -16,10 +16,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...protocol.listing import FileListing
 from .file_table import StagedFile
 from .filehash import Hasher
 from .filesystem import FileWriter, remove_path, write_all
-from .manifest import InstalledManifest, unchanged_installed_file
+from .manifest import MTIME_UNSEEN, installed_copy
 
 # Errors after which a copy is worth trying instead of a hard link.
 _NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES})
@@ -61,16 +62,14 @@ class CarryPlan:
         return len(self.indices)
 
 
-# (index, relative_path, size, sha256) of a listed file that staging does not yet hold whole.
-CarryCandidate = tuple[int, str, int, str | None]
-
-
 def plan_carry(
-    candidates: Iterable[CarryCandidate], manifest: InstalledManifest | None, game_dir: Path
+    candidates: Iterable[int], listing: FileListing, matches: array[int] | None, game_dir: Path
 ) -> CarryPlan:
-    """The candidates with a sha256 that the installed version holds unchanged."""
+    """The candidates (rows of `listing` that staging does not yet hold whole) that the installed
+    version holds unchanged: the manifest records their size and hash (`matches`, see
+    manifest.read_manifest_matches) and their installed copy is still what it recorded."""
     empty = CarryPlan("", array("q"))
-    if manifest is None:
+    if matches is None:
         return empty
     try:
         game_dir_real = os.path.realpath(game_dir)
@@ -78,9 +77,11 @@ def plan_carry(
         return empty
     indices = array("q")
     real_folders: dict[str, str] = {}  # the files of a game share few folders: resolve each once
-    for index, relative_path, size, sha256 in candidates:
-        if sha256 is not None and unchanged_installed_file(
-            manifest, game_dir_real, relative_path, size, sha256, real_folders=real_folders
+    paths, sizes = listing.paths, listing.sizes
+    for index in candidates:
+        mtime_ns = matches[index]
+        if mtime_ns != MTIME_UNSEEN and installed_copy(
+            game_dir_real, paths[index], sizes[index], mtime_ns, real_folders=real_folders
         ):
             indices.append(index)
     return CarryPlan(game_dir_real, indices)

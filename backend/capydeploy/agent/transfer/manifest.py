@@ -17,12 +17,13 @@ import contextlib
 import hashlib
 import os
 import stat
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...protocol.envelope import ListedFile
+from ...protocol.listing import FileListing
 from ...protocol.paths import PathRuleError, validate_relative_path
 from ...storage import atomic_write_json, fsync_directory, read_json
 from .staging import StagingLayout, agent_dir
@@ -67,64 +68,78 @@ def manifest_path(root: Path, game_name: str) -> Path:
     return manifests_dir(root) / f"{digest}.json"
 
 
-def read_manifest(
-    root: Path, game_name: str, listed: Sequence[ListedFile] | None = None
-) -> InstalledManifest | None:
-    """The manifest of `game_name`, or None when absent, damaged or of another game.
+def read_manifest(root: Path, game_name: str) -> InstalledManifest | None:
+    """The manifest of `game_name`, or None when absent, damaged or of another game."""
+    return _read_manifest_file(manifest_path(root, game_name), game_name)
 
-    `listed` is the file list of the upload being planned: an entry equal to one of its files
-    takes that file's path, hash and size objects instead of making its own. An upload that
-    changes little lists nearly the manifest's files, in the same order, and their strings were
-    held twice at the Agent's peak (about 200 bytes a file, for up to 100 000 files).
+
+def read_manifest_matches(root: Path, game_name: str, listing: FileListing) -> array[int] | None:
+    """For each file of `listing`, the recorded mtime of its installed copy where the manifest of
+    `game_name` records the same path, size and sha256 (a file an upload may carry over), and
+    `MTIME_UNSEEN` where it does not; None when the manifest is absent, damaged or of another
+    game (as `read_manifest`).
+
+    Each entry is compared with the listing as it is read and leaves nothing behind: as objects,
+    the entries of a game of 100 000 files were 10 to 35 MB at the Agent's peak (docs/performance.md,
+    ninth session). A manifest with an entry this reading leaves alone (one with other keys than
+    ours: never written by us) is read the plain way instead.
     """
-    hook = _decode_entry if listed is None else _entry_decoder_sharing(ListCursor(listed))
-    return _read_manifest_file(manifest_path(root, game_name), game_name, hook)
-
-
-class ListCursor:
-    """Finds paths in a file list read in (nearly) the list's own order, without an index: the
-    next file, or one a few places further (files added or removed since)."""
-
-    LOOK_AHEAD = 8
-
-    def __init__(self, files: Sequence[ListedFile]) -> None:
-        self._files = files
-        self._next = 0
-
-    def find(self, path: str) -> ListedFile | None:
-        files = self._files
-        for position in range(self._next, min(self._next + self.LOOK_AHEAD, len(files))):
-            if files[position].relative_path == path:
-                self._next = position + 1
-                return files[position]
+    mtimes = array("q", [MTIME_UNSEEN]) * len(listing)
+    raw = read_json(manifest_path(root, game_name), None, object_pairs_hook=_entry_matcher(listing, mtimes))
+    if not _is_manifest_of(raw, game_name):
         return None
+    files = raw["files"]
+    if files.count(_COMPARED) == len(files):
+        return mtimes
+    manifest = read_manifest(root, game_name)
+    return None if manifest is None else matches_of(manifest, listing)
 
 
-def _entry_decoder_sharing(cursor: ListCursor) -> Callable[[list[tuple[str, Any]]], Any]:
+def matches_of(manifest: InstalledManifest, listing: FileListing) -> array[int]:
+    """`read_manifest_matches` from a manifest read the plain way."""
+    mtimes = array("q", [MTIME_UNSEEN]) * len(listing)
+    for entry in manifest.entries.values():
+        _compare(entry, listing, mtimes)
+    return mtimes
+
+
+# What an entry becomes once compared with the listing (see read_manifest_matches).
+_COMPARED = object()
+
+
+def _entry_matcher(listing: FileListing, mtimes: array[int]) -> Callable[[list[tuple[str, Any]]], Any]:
     def decode(pairs: list[tuple[str, Any]]) -> Any:
         entry = _decode_entry(pairs)
         if not isinstance(entry, ManifestEntry):
             return entry
-        same = cursor.find(entry.path)
-        if same is None:
-            return entry
-        return ManifestEntry(
-            same.relative_path,
-            same.size if same.size == entry.size else entry.size,
-            same.sha256 if same.sha256 == entry.sha256 else entry.sha256,
-            entry.mtime_ns,
-        )
+        _compare(entry, listing, mtimes)
+        return _COMPARED
 
     return decode
 
 
-def _read_manifest_file(
-    path: Path, game_name: str, hook: Callable[[list[tuple[str, Any]]], Any] | None = None
-) -> InstalledManifest | None:
-    raw = read_json(path, None, object_pairs_hook=hook or _decode_entry)
-    if not isinstance(raw, dict) or raw.get("version") != MANIFEST_VERSION:
-        return None
-    if raw.get("gameName") != game_name or not isinstance(raw.get("files"), list):
+def _compare(entry: ManifestEntry, listing: FileListing, mtimes: array[int]) -> None:
+    """Note the entry's mtime for its listed file if it records that file's size and hash (a
+    later entry of the same path decides again, as it would replace the earlier one)."""
+    row = listing.index_of(entry.path)
+    if row is None:
+        return
+    same = entry.sha256 is not None and entry.size == listing.sizes[row] and entry.sha256 == listing.given_hex(row)
+    mtimes[row] = entry.mtime_ns if same else MTIME_UNSEEN
+
+
+def _is_manifest_of(raw: Any, game_name: str) -> bool:
+    return (
+        isinstance(raw, dict)
+        and raw.get("version") == MANIFEST_VERSION
+        and raw.get("gameName") == game_name
+        and isinstance(raw.get("files"), list)
+    )
+
+
+def _read_manifest_file(path: Path, game_name: str) -> InstalledManifest | None:
+    raw = read_json(path, None, object_pairs_hook=_decode_entry)
+    if not _is_manifest_of(raw, game_name):
         return None
     entries: dict[str, ManifestEntry] = {}
     for item in raw["files"]:
@@ -261,31 +276,27 @@ def _remove_quietly(path: Path) -> None:
         path.unlink()
 
 
-def unchanged_installed_file(
-    manifest: InstalledManifest,
+def installed_copy(
     game_dir_real: str | os.PathLike[str],
     path: str,
     size: int,
-    sha256: str,
+    mtime_ns: int,
     *,
     real_folders: dict[str, str] | None = None,
 ) -> str | None:
-    """The installed copy of `path` if the manifest vouches it holds exactly (size, sha256), else None.
+    """The installed copy of `path` if it is still what the manifest recorded, else None.
 
-    The manifest alone is not enough: the file must still be a regular file of that size and mtime,
-    and must not reach outside the game folder through a symlinked parent. Plain strings, not
-    pathlib, in the loop: a game of 20 000 files calls this 20 000 times.
+    The manifest alone is not enough: the file must still be a regular file of that size and
+    mtime, and must not reach outside the game folder through a symlinked parent. Plain strings,
+    not pathlib, in the loop: a game of 20 000 files calls this 20 000 times.
     """
-    entry = manifest.entries.get(path)
-    if entry is None or entry.size != size or entry.sha256 != sha256:
-        return None
     root = os.fspath(game_dir_real)
     candidate = os.path.join(root, path)  # `path` is a validated relative POSIX path
     try:
         info = os.lstat(candidate)
     except OSError:
         return None
-    if not stat.S_ISREG(info.st_mode) or info.st_size != size or info.st_mtime_ns != entry.mtime_ns:
+    if not stat.S_ISREG(info.st_mode) or info.st_size != size or info.st_mtime_ns != mtime_ns:
         return None
     # The file itself is no symlink (lstat above), so only its folder can lead elsewhere.
     folder = os.path.dirname(candidate)

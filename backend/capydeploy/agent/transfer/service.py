@@ -26,7 +26,8 @@ from ...protocol.constants import CHUNK_SIZE, SHA256_MISMATCH, STAGING_TTL
 from ...protocol.envelope import ListedFile
 from ...protocol.errors import ErrorCode, ProtocolError
 from ...protocol.frames import ChunkFrame
-from ...protocol.messages import InitUpload, UploadChunkResponse, UploadFile, UploadInitResponse
+from ...protocol.listing import FileListing
+from ...protocol.messages import InitUpload, UploadChunkResponse, UploadInitResponse
 from ...protocol.paths import RESERVED_NAMES, PathRuleError, validate_absolute_path, validate_game_name
 from .batching import BatchedJobs
 from .file_table import StagedFile
@@ -59,7 +60,7 @@ from .manifest import (
     manifest_entries,
     publish_manifest,
     put_manifest_back,
-    read_manifest,
+    read_manifest_matches,
     remove_manifest,
     set_manifest_aside,
     stage_manifest,
@@ -251,18 +252,21 @@ class TransferService:
         root = self.resolve_install_root(request.config.install_path)
         target = root / game_name
         self._check_target(root, target)
-        self._check_path_lengths(root, request)
+        # Everything O(files) runs in a worker: a game may list 100 000 files.
+        files = await self._run(None, _as_listing, request.files)
+        await self._run(None, self._check_path_lengths, root, game_name, files)
         async with self._lock:
             # Idle write buffers (megabytes) need not sit through the planning of a long list.
             self._writer.release_buffers()
             await self._scan_root(root)
-            # Everything O(files) runs in a worker: a game may list 100 000 files.
-            signature = await self._run(None, upload_signature, hub_id, game_name, root, request.files)
-            session = await self._find_resumable(signature, request.files)
+            signature = await self._run(None, upload_signature, hub_id, game_name, root, files)
+            session = await self._find_resumable(signature, files)
             if session is not None:
                 session.state = SessionState.PREPARING  # no chunk may land while we plan and carry
             try:
-                return await self._accept(hub_id, request, root, session, signature=signature, consume=consume)
+                return await self._accept(
+                    hub_id, request, files, root, session, signature=signature, consume=consume
+                )
             finally:
                 if session is not None and session.state is SessionState.PREPARING:
                     session.state = SessionState.ACTIVE
@@ -271,6 +275,7 @@ class TransferService:
         self,
         hub_id: str,
         request: InitUpload,
+        files: FileListing,
         root: Path,
         session: UploadSession | None,
         *,
@@ -280,7 +285,7 @@ class TransferService:
         """The rest of init_upload, under the lock: plan, check space, then (only then) write."""
         game_name = request.config.game_name
         layout = session.layout if session is not None else StagingLayout(root, new_upload_id())
-        plan, need = await self._run(None, _plan_upload, session, layout, request)
+        plan, need = await self._run(None, _plan_upload, session, layout, game_name, files)
         stale_sessions, stale_dormant = self._stale(hub_id, game_name, root, session)
         await self._check_space(root, need, stale_sessions, stale_dormant)
 
@@ -290,11 +295,11 @@ class TransferService:
         for dormant in stale_dormant:
             await self._discard_dormant(dormant)
         if session is None:
-            session = await self._create_session(hub_id, request, layout, signature)
+            session = await self._create_session(hub_id, request, files, layout, signature)
             session.state = SessionState.PREPARING
         try:
             # Hashes the Hub has learnt since it staged this upload (hashes_fit let it resume).
-            hashes_added = await self._run(session, adopt_hashes, session, request.files)
+            hashes_added = await self._run(session, adopt_hashes, session, files)
             if consume:
                 request.files.clear()  # the session lists these files now
             if session.record.executable != request.config.executable or hashes_added:
@@ -518,20 +523,20 @@ class TransferService:
                 f"{target.name!r} in {root} is a symbolic link that points outside the install root",
             )
 
-    def _check_path_lengths(self, root: Path, request: InitUpload) -> None:
+    def _check_path_lengths(self, root: Path, game_name: str, files: FileListing) -> None:
         # Refuse now rather than fail with ENAMETOOLONG halfway through the upload.
         staged_prefix = len(os.fsencode(StagingLayout(root, new_upload_id()).tree)) + 1
-        target_prefix = len(os.fsencode(root / request.config.game_name)) + 1
+        target_prefix = len(os.fsencode(root / game_name)) + 1
         room = MAX_PATH_BYTES - max(staged_prefix, target_prefix)
-        for entry in request.files:
-            if len(entry.relative_path.encode("utf-8")) > room:
+        for path in files.paths:
+            if len(path.encode("utf-8")) > room:
                 raise ProtocolError(
                     ErrorCode.BAD_REQUEST,
-                    f"relativePath {entry.relative_path[:80]!r}... is too long for this device "
+                    f"relativePath {path[:80]!r}... is too long for this device "
                     f"(at most {room} bytes below {root})",
                 )
 
-    async def _find_resumable(self, signature: Signature, files: list[UploadFile]) -> UploadSession | None:
+    async def _find_resumable(self, signature: Signature, files: Sequence[ListedFile]) -> UploadSession | None:
         # hashes_fit is O(files): it runs in a worker, not on the loop.
         live = [s for s in self._sessions.values() if s.signature == signature]
         for session in live:
@@ -602,7 +607,7 @@ class TransferService:
             )
 
     async def _create_session(
-        self, hub_id: str, request: InitUpload, layout: StagingLayout, signature: Signature
+        self, hub_id: str, request: InitUpload, files: FileListing, layout: StagingLayout, signature: Signature
     ) -> UploadSession:
         now = self._clock()
         record = SessionRecord(
@@ -614,7 +619,7 @@ class TransferService:
             created_at=now,
         )
         try:
-            session = await self._run(None, self._create_staging, record, request.files, layout, now, signature)
+            session = await self._run(None, self._create_staging, record, files, layout, now, signature)
         except OSError as exc:
             raise _os_error(f"could not create the staging folder in {layout.root}", exc) from None
         self._known_roots.add(layout.root)
@@ -622,7 +627,7 @@ class TransferService:
         return session
 
     def _create_staging(
-        self, record: SessionRecord, files: list[UploadFile], layout: StagingLayout, now: float, signature: Signature
+        self, record: SessionRecord, files: FileListing, layout: StagingLayout, now: float, signature: Signature
     ) -> UploadSession:
         record.files = files  # replaced by the session's staged files
         session = UploadSession(record, layout, self._writer, now, signature)
@@ -1215,27 +1220,31 @@ def _progress_of(session: UploadSession) -> UploadProgressInfo:
     )
 
 
+def _as_listing(files: Sequence[ListedFile]) -> FileListing:
+    """init_upload's list as columns: a long list was read so already (protocol.listing)."""
+    return files if isinstance(files, FileListing) else FileListing.of(files)
+
+
 def _plan_upload(
-    session: UploadSession | None, layout: StagingLayout, request: InitUpload
+    session: UploadSession | None, layout: StagingLayout, game_name: str, files: FileListing
 ) -> tuple[CarryPlan, int]:
     """Which files the installed version can supply, and how many bytes must still arrive.
 
     For a new upload, plans over the request's file list (the session will list the same files in
     the same order), before anything is written.
     """
-    listed: Sequence[ListedFile] = session.files if session is not None else request.files
-    manifest = read_manifest(layout.root, request.config.game_name, listed)
-    target = layout.root / request.config.game_name
+    target = layout.root / game_name
     if session is not None:
-        files = session.files
-        candidates = ((f.index, f.relative_path, f.size, f.sha256) for f in files if not f.complete)
-        plan = plan_carry(candidates, manifest, target)
-        carried = sum(files[i].size - held_total(files[i].held) for i in plan.indices)
+        table = session.files
+        matches = read_manifest_matches(layout.root, game_name, table.listing)
+        plan = plan_carry((f.index for f in table if not f.complete), table.listing, matches, target)
+        carried = sum(table.sizes[i] - held_total(table[i].held) for i in plan.indices)
         return plan, session.total_bytes - session.held_bytes - carried
-    fresh = ((i, f.relative_path, f.size, f.sha256) for i, f in enumerate(listed) if f.size > 0)
-    plan = plan_carry(fresh, manifest, target)
-    carried = sum(listed[i].size for i in plan.indices)
-    return plan, sum(f.size for f in listed) - carried
+    matches = read_manifest_matches(layout.root, game_name, files)
+    fresh = (index for index, size in enumerate(files.sizes) if size > 0)
+    plan = plan_carry(fresh, files, matches, target)
+    carried = sum(files.sizes[i] for i in plan.indices)
+    return plan, sum(files.sizes) - carried
 
 
 def _describe_missing(missing: list[MissingFile]) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ...protocol.envelope import ListedFile
+from ...protocol.listing import FileListing
 from .file_table import FileTable, StagedFile
 from .filesystem import FileWriter
 from .handles import HandleCache
@@ -33,7 +34,7 @@ def upload_signature(hub_id: str, game_name: str, root: Path, files: Sequence[Li
     # A digest, not the list itself: a session keeps its signature for life, and the list of a game
     # of 20 000 files is about 1 MB. Paths hold no NUL (D6), so the encoding is unambiguous.
     listing = hashlib.sha256()
-    if isinstance(files, FileTable):
+    if isinstance(files, FileTable | FileListing):
         pairs = list(zip(files.paths, files.sizes, strict=True))  # no view made per file
     else:
         pairs = [(f.relative_path, f.size) for f in files]

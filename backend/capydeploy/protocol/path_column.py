@@ -60,10 +60,9 @@ class PathColumn:
         return column.text[column.starts[row] : column.starts[row + 1] - 1]
 
     def __iter__(self) -> Iterator[str]:
-        column = self._column
-        if not column.text:
-            return iter(())
-        return iter(column.text[:-1].split(_SEPARATOR))
+        """Each path, made as it is reached (not 100 000 strings at once)."""
+        text, starts, _, _ = self._column
+        return (text[starts[row] : starts[row + 1] - 1] for row in range(len(starts) - 1))
 
     def index_of(self, path: str) -> int | None:
         """The row listing `path`, or None. Safe from a worker while the column is released: it
