@@ -74,7 +74,7 @@ def _envelope_of(raw: Any) -> Envelope:
 
 
 class ListedFile(Protocol):
-    """A file of an upload's list: an `UploadFile` as received, or on the Agent a `FileEntry` as
+    """A file of an upload's list: an `UploadFile` as received, or on the Agent a `FileListing` row as
     read back from disk, or a row of the `FileTable` a live upload keeps (a `StagedFile`)."""
 
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import tracemalloc
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import pytest
@@ -15,6 +16,8 @@ from capydeploy.agent.transfer.file_table import FileTable, StagedFile
 from capydeploy.agent.transfer.filehash import FileHash
 from capydeploy.agent.transfer.found_digests import FoundDigests
 from capydeploy.agent.transfer.ranges import ByteRanges
+from capydeploy.agent.transfer.session import adopt_hashes, hashes_fit
+from capydeploy.protocol.listing import FileListing
 from capydeploy.protocol.path_column import PathColumn
 
 TREE = Path("/staging/tree")
@@ -212,3 +215,29 @@ def test_a_path_column_probes_past_colliding_slots() -> None:
     column = PathColumn(listed)
     assert all(column.index_of(path) == row for row, path in enumerate(listed))
     assert column.index_of("p5000") is None and column.index_of("p") is None
+
+
+hash_choices = st.none() | st.sampled_from([_hex(1), _hex(2)])
+lists_of_files = st.lists(st.tuples(st.sampled_from(["a", "b", "c/d", "e"]), hash_choices), unique_by=lambda f: f[0])
+
+
+@given(lists_of_files, lists_of_files)
+def test_a_resuming_list_fits_the_staged_hashes_exactly_when_no_hash_changed(
+    staged: list[tuple[str, str | None]], requested: list[tuple[str, str | None]]
+) -> None:
+    """D6 'sha256 where given': a staged hash must come back the same; a file staged without one
+    may now bring one (and the staged upload takes it). Same answer from a live upload's table,
+    a record's listing, and a plain list."""
+    staged_files = [Listed(path, 1, digest) for path, digest in staged]
+    requested_files = [Listed(path, 1, digest) for path, digest in requested]
+    known = dict(staged)
+    expected = all(known.get(path) in (None, digest) for path, digest in requested)
+    table = FileTable(TREE, staged_files)
+    for form in (table, FileListing.of(staged_files), staged_files):
+        assert hashes_fit(form, requested_files) == expected
+    if not expected:
+        return
+    session = SimpleNamespace(files=table)
+    added = {path: digest for path, digest in requested if digest is not None and known.get(path) is None and path in known}
+    assert adopt_hashes(session, requested_files) == bool(added)  # type: ignore[arg-type]
+    assert {f.relative_path: f.sha256 for f in table} == {**known, **added}

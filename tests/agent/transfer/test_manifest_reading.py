@@ -28,7 +28,7 @@ from capydeploy.agent.transfer.manifest import (
     read_manifest_matches,
     stage_manifest,
 )
-from capydeploy.agent.transfer.session import _sorted_in_runs
+from capydeploy.agent.transfer.session import _rows_by_path
 from capydeploy.agent.transfer.staging import (
     RECORD_VERSION,
     SessionRecord,
@@ -75,11 +75,12 @@ def test_a_manifest_reads_as_parsing_into_dicts_did(tmp_path: Path, files: list[
     assert _read_manifest_file(path, "G") == _plain_read(text, "G")
 
 
-@given(st.lists(st.tuples(st.text(max_size=4), st.integers(0, 9)), max_size=40), st.integers(1, 5))
-def test_sorting_in_runs_sorts(items: list[tuple[str, int]], run: int) -> None:
+@given(st.lists(st.text(min_size=1, max_size=4), unique=True, max_size=40), st.integers(1, 5))
+def test_rows_come_in_the_order_of_their_paths(paths: list[str], run: int) -> None:
+    listing = FileListing.of([Listed(path, len(path), None) for path in paths])
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(session_module, "SORT_RUN", run)
-        assert list(_sorted_in_runs(items)) == sorted(items)
+        assert [paths[row] for row in _rows_by_path(listing)] == sorted(paths)
 
 
 file_entries_json = st.one_of(

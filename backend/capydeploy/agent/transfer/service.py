@@ -73,6 +73,7 @@ from .session import (
     Signature,
     UploadSession,
     adopt_hashes,
+    as_listing,
     hashes_fit,
     upload_signature,
 )
@@ -253,7 +254,7 @@ class TransferService:
         target = root / game_name
         self._check_target(root, target)
         # Everything O(files) runs in a worker: a game may list 100 000 files.
-        files = await self._run(None, _as_listing, request.files)
+        files = await self._run(None, as_listing, request.files)  # a long list is already (protocol.listing)
         await self._run(None, self._check_path_lengths, root, game_name, files)
         async with self._lock:
             # Idle write buffers (megabytes) need not sit through the planning of a long list.
@@ -1218,11 +1219,6 @@ def _progress_of(session: UploadSession) -> UploadProgressInfo:
         transferred_bytes=session.held_bytes,
         total_bytes=session.total_bytes,
     )
-
-
-def _as_listing(files: Sequence[ListedFile]) -> FileListing:
-    """init_upload's list as columns: a long list was read so already (protocol.listing)."""
-    return files if isinstance(files, FileListing) else FileListing.of(files)
 
 
 def _plan_upload(

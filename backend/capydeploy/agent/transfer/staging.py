@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from pydantic import ValidationError
 
 from ...protocol.envelope import ListedFile, decode_file_entries, upload_file_adapter
+from ...protocol.listing import FileListing
 from ...protocol.paths import RESERVED_NAMES, PathRuleError, validate_game_name, validate_relative_path
 from ...storage import atomic_write_json, read_json
 
@@ -94,24 +95,11 @@ class StagingLayout:
         return self.folder / "previous-manifest.json"
 
 
-class FileEntry(NamedTuple):
-    """One validated file of a staged upload's list, as read back from session.json: a tuple
-    costs a tenth of a pydantic model (a list may hold 100 000)."""
-
-    relative_path: str
-    size: int
-    sha256: str | None
-
-
 def entry_to_wire(entry: ListedFile) -> dict[str, Any]:
     wire: dict[str, Any] = {"relativePath": entry.relative_path, "size": entry.size}
     if entry.sha256 is not None:
         wire["sha256"] = entry.sha256
     return wire
-
-
-def file_entries(files: Iterable[ListedFile]) -> list[FileEntry]:
-    return [FileEntry(f.relative_path, f.size, f.sha256) for f in files]
 
 
 @dataclass(slots=True)
@@ -122,7 +110,8 @@ class SessionRecord:
     hub_id: str
     game_name: str
     executable: str | None
-    # FileEntry tuples as read from disk; for a live upload, its StagedFiles themselves (the same
+    # Columns as read from disk (a staged upload found after a restart may wait a long time to be
+    # resumed: no object per file meanwhile); for a live upload, its FileTable (the same facts).
     # facts, and no second object per file).
     files: Sequence[ListedFile]
     created_at: float
@@ -166,7 +155,7 @@ class SessionRecord:
                     raise ValueError("executable is not a string")
                 validate_relative_path(executable)
             validator = upload_file_adapter()
-            files = file_entries(validator.validate_python(entry) for entry in files_raw)
+            files = FileListing.of(validator.validate_python(entry) for entry in files_raw)
         except (PathRuleError, ValidationError) as exc:
             raise ValueError(str(exc)) from None
         return cls(upload_id, hub_id, game_name, executable, files, float(created_at))
