@@ -20,7 +20,7 @@ from typing import Any, overload
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
 
-from .path_column import PathColumn
+from .path_column import PathColumn, PathColumnBuilder
 
 DIGEST_BYTES = 32
 
@@ -130,22 +130,19 @@ class ListingBuilder:
     __slots__ = ("_given", "_given_set", "_paths", "_sizes")
 
     def __init__(self) -> None:
-        self._paths: list[str] = []
+        self._start_over()
+
+    def _start_over(self) -> None:
+        self._paths = PathColumnBuilder()
         self._sizes: array[int] = array("q")
         self._given = bytearray()
         self._given_set = bytearray()
 
-    def _start_over(self) -> None:
-        self._paths = []
-        self._sizes = array("q")
-        self._given = bytearray()
-        self._given_set = bytearray()
-
     def __len__(self) -> int:
-        return len(self._paths)
+        return len(self._sizes)
 
     def add(self, relative_path: str, size: int, sha256: str | None) -> None:
-        self._paths.append(relative_path)
+        self._paths.add(relative_path)
         self._sizes.append(size)
         if sha256 is None:
             self._given += bytes(DIGEST_BYTES)
@@ -156,6 +153,6 @@ class ListingBuilder:
 
     def finish(self) -> FileListing:
         """The listing; the path strings collected so far are let go."""
-        listing = FileListing(PathColumn(self._paths), self._sizes, self._given, self._given_set)
+        listing = FileListing(self._paths.finish(), self._sizes, self._given, self._given_set)
         self._start_over()  # the columns are the listing's now
         return listing

@@ -31,26 +31,31 @@ class PathColumn:
     """Rows' paths, by row number (`column[i]`) and by path (`index_of`)."""
 
     __slots__ = ("_column",)
+    _column: _Column
 
     def __init__(self, paths: Iterable[str]) -> None:
-        listed = list(paths)  # the parse's own strings, for as long as this takes
-        text = _SEPARATOR.join(listed) + _SEPARATOR if listed else ""
-        starts = array("q", [0])
-        position = 0
-        for path in listed:
-            position += len(path) + 1
-            starts.append(position)
+        builder = PathColumnBuilder()
+        for path in paths:
+            builder.add(path)
+        self._column = builder.finish()._column
+
+    @classmethod
+    def _of(cls, text: str, starts: array[int]) -> PathColumn:
+        """The column of `text` (each path followed by the separator) and its rows' `starts`."""
+        rows = len(starts) - 1
         size = 8
-        while size < 2 * len(listed):
+        while size < 2 * rows:
             size *= 2
         slots = array("i", bytes(array("i").itemsize * size))
         mask = size - 1
-        for row, path in enumerate(listed):
-            slot = hash(path) & mask
+        for row in range(rows):
+            slot = hash(text[starts[row] : starts[row + 1] - 1]) & mask
             while slots[slot]:
                 slot = (slot + 1) & mask
             slots[slot] = row + 1
-        self._column = _Column(text, starts, slots, mask)
+        column = cls.__new__(cls)
+        column._column = _Column(text, starts, slots, mask)
+        return column
 
     def __len__(self) -> int:
         return len(self._column.starts) - 1
@@ -79,3 +84,41 @@ class PathColumn:
 
     def release(self) -> None:
         self._column = _EMPTY
+
+
+JOIN_EVERY = 4096  # paths held as strings at most, before they are joined into the text
+
+
+class PathColumnBuilder:
+    """Takes paths one at a time (as a long list is read) and joins them a few thousand at a
+    time: the strings of 100 000 paths were 8 MB more while the list was read."""
+
+    __slots__ = ("_parts", "_pending", "_position", "_starts")
+
+    def __init__(self) -> None:
+        self._start_over()
+
+    def _start_over(self) -> None:
+        self._pending: list[str] = []
+        self._parts: list[str] = []
+        self._starts = array("q", [0])
+        self._position = 0
+
+    def add(self, path: str) -> None:
+        self._pending.append(path)
+        self._position += len(path) + 1
+        self._starts.append(self._position)
+        if len(self._pending) >= JOIN_EVERY:
+            self._join_pending()
+
+    def _join_pending(self) -> None:
+        if self._pending:
+            self._parts.append(_SEPARATOR.join(self._pending) + _SEPARATOR)
+            self._pending = []
+
+    def finish(self) -> PathColumn:
+        self._join_pending()
+        text = "".join(self._parts)
+        column = PathColumn._of(text, self._starts)
+        self._start_over()  # the text is the column's now
+        return column

@@ -17,6 +17,7 @@ from capydeploy.agent.transfer.filehash import FileHash
 from capydeploy.agent.transfer.found_digests import FoundDigests
 from capydeploy.agent.transfer.ranges import ByteRanges
 from capydeploy.agent.transfer.session import adopt_hashes, hashes_fit
+from capydeploy.protocol import path_column
 from capydeploy.protocol.listing import FileListing
 from capydeploy.protocol.path_column import PathColumn
 
@@ -196,9 +197,13 @@ def test_staged_file_is_the_view_the_table_makes() -> None:
 paths = st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)), min_size=1, max_size=12)
 
 
-@given(st.lists(paths, unique=True, max_size=60), st.lists(paths, max_size=10))
-def test_a_path_column_finds_each_path_at_its_row_and_nothing_else(listed: list[str], others: list[str]) -> None:
-    column = PathColumn(listed)
+@given(st.lists(paths, unique=True, max_size=60), st.lists(paths, max_size=10), st.integers(1, 7))
+def test_a_path_column_finds_each_path_at_its_row_and_nothing_else(
+    listed: list[str], others: list[str], join_every: int
+) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(path_column, "JOIN_EVERY", join_every)  # joined a few paths at a time
+        column = PathColumn(listed)
     assert len(column) == len(listed) and list(column) == listed
     assert [column[row] for row in range(len(listed))] == listed
     for row, path in enumerate(listed):
