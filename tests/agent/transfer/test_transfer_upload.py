@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from capydeploy.agent.transfer import TransferService, install
+from capydeploy.agent.transfer import service as service_module
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
 from tests.agent.transfer.conftest import ServiceFactory
 from tests.agent.transfer.transfer_helpers import (
@@ -369,3 +370,15 @@ async def test_small_files_arriving_together_are_stored_in_batches(
     installed = await service.complete_upload(HUB, reply.upload_id)  # every whole-file hash matches
     installed_files = {path: data for path, data in snapshot(installed.path).items() if data != b"<dir>"}
     assert installed_files == files
+
+
+async def test_init_upload_hands_the_freed_heap_back_once_the_upload_is_listed(
+    service: TransferService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Reading and planning a long list frees megabytes all over malloc's heap; they are handed
+    # back once the reply is ready, not kept resident through the transfer.
+    listed: list[bool] = []
+    monkeypatch.setattr(service_module, "return_free_heap", lambda: listed.append(bool(service._sessions)))
+    reply = await service.init_upload(HUB, make_request("Trimmed", sample_game()))
+    assert listed == [True]  # once, with the upload already listed
+    assert reply.upload_id in service._sessions
