@@ -102,6 +102,11 @@ class FileListing(Sequence[ListedRow]):
     def __repr__(self) -> str:
         return f"FileListing({len(self)} files)"
 
+    def triples(self) -> Iterator[tuple[str, int, str | None]]:
+        """(relative_path, size, sha256 or None) of every file, in order."""
+        for index, (path, size) in enumerate(zip(self.paths, self.sizes, strict=True)):
+            yield path, size, self.given_hex(index)
+
     def index_of(self, path: str) -> int | None:
         return self.paths.index_of(path)
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from capydeploy.agent.transfer.file_table import FileTable, StagedFile
 from capydeploy.agent.transfer.filehash import FileHash
 from capydeploy.agent.transfer.found_digests import FoundDigests
-from capydeploy.agent.transfer.ranges import ByteRanges
+from capydeploy.agent.transfer.ranges import ByteRanges, held_prefix
 from capydeploy.agent.transfer.session import adopt_hashes, hashes_fit
 from capydeploy.protocol import path_column
 from capydeploy.protocol.listing import FileListing
@@ -85,6 +85,7 @@ actions = st.one_of(
     st.tuples(st.just("program"), rows, st.none() | st.booleans()),
     st.tuples(st.just("writes"), rows, st.integers(0, 1000)),
     st.tuples(st.just("sha256"), rows, st.integers(0, 10)),
+    st.tuples(st.just("found"), rows, st.integers(0, 10)),
 )
 
 
@@ -117,6 +118,9 @@ def test_each_fact_of_a_row_is_kept_apart_from_every_other(steps: list[tuple[Any
         elif action == "writes":
             row.writes = values[0]
             model[index] = model[index]._replace(writes=values[0])
+        elif action == "found":
+            row.settle_digest(bytes.fromhex(_hex(values[0])))
+            continue  # (the hash's own tests are below; here only the bulk readings use it)
         else:
             row.sha256 = _hex(values[0])
             model[index] = model[index]._replace(sha256=_hex(values[0]))
@@ -129,6 +133,19 @@ def test_each_fact_of_a_row_is_kept_apart_from_every_other(steps: list[tuple[Any
             assert (seen.sealed, seen.carried_mtime_ns, seen.program, seen.writes) == (
                 expected.sealed, expected.mtime, expected.program, expected.writes
             )
+    # The readings of whole columns say what the views say, row by row.
+    views = list(table)
+    assert list(table.incomplete_rows()) == [v.index for v in views if not v.complete]
+    assert [table.is_complete(v.index) for v in views] == [v.complete for v in views]
+    assert list(table.sealed_rows()) == [v.index for v in views if v.sealed]
+    assert list(table.written_rows()) == [v.index for v in views if not v.sealed]
+    assert table.written_count() == sum(1 for v in views if not v.sealed)
+    assert list(table.held_prefixes()) == [(v.relative_path, v.size, held_prefix(v.held)) for v in views]
+    assert list(table.tree_rows()) == [(v.relative_path, v.size, v.sealed, v.program) for v in views]
+    assert list(table.manifest_rows()) == [
+        (v.relative_path, v.size, v.sha256 if v.sealed else v.finished_hexdigest()) for v in views
+    ]
+    assert list(table.listing.triples()) == [(v.relative_path, v.size, v.sha256) for v in views]
 
 
 def test_a_row_keeps_a_running_hash_or_its_digest_never_both() -> None:

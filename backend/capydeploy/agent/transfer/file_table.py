@@ -127,6 +127,57 @@ class FileTable(Sequence["StagedFile"]):
             return None
         return bytes(self._given[DIGEST_BYTES * index : DIGEST_BYTES * (index + 1)])
 
+    # --- whole columns, for the steps that visit every file (a view per file costs more than
+    # --- the step's own work in a game of many files) ----------------------------------------
+
+    def is_complete(self, index: int) -> bool:
+        held = self._held[index]
+        if held == _GAPPED:
+            return self._gapped[index].prefix_end() >= self.sizes[index]
+        return held >= self.sizes[index]
+
+    def incomplete_rows(self) -> Iterator[int]:
+        """Rows whose bytes are not all held."""
+        return (
+            index
+            for index, (held, size) in enumerate(zip(self._held, self.sizes, strict=True))
+            if held < size and (held != _GAPPED or self._gapped[index].prefix_end() < size)
+        )
+
+    def sealed_rows(self) -> Iterator[int]:
+        return (index for index, sealed in enumerate(self._sealed) if sealed)
+
+    def written_rows(self) -> Iterator[int]:
+        """Rows not carried from the installed version (their bytes were written here)."""
+        return (index for index, sealed in enumerate(self._sealed) if not sealed)
+
+    def written_count(self) -> int:
+        return len(self._sealed) - self._sealed.count(1)
+
+    def held_prefixes(self) -> Iterator[tuple[str, int, int]]:
+        """(path, size, end of the held run from offset 0) of every file."""
+        for index, (path, size, held) in enumerate(zip(self.paths, self.sizes, self._held, strict=True)):
+            yield path, size, (self._gapped[index].prefix_end() if held == _GAPPED else held)
+
+    def tree_rows(self) -> Iterator[tuple[str, int, bool, bool | None]]:
+        """(path, size, sealed, program) of every file (see `StagedFile.program`)."""
+        programs = (None, False, True)
+        return (
+            (path, size, sealed == 1, programs[program])
+            for path, size, sealed, program in zip(self.paths, self.sizes, self._sealed, self._program, strict=True)
+        )
+
+    def manifest_rows(self) -> Iterator[tuple[str, int, str | None]]:
+        """(path, size, sha256) of every file as the manifest records it: the hash complete_upload
+        found, or for a file carried from the installed version, the hash both lists agree on."""
+        for index, (path, size) in enumerate(zip(self.paths, self.sizes, strict=True)):
+            if self._sealed[index]:
+                yield path, size, self.given_hex(index)
+            elif self._found_set[index]:
+                yield path, size, self._found[DIGEST_BYTES * index : DIGEST_BYTES * (index + 1)].hex()
+            else:
+                yield path, size, StagedFile(self, index).finished_hexdigest()
+
     def release(self) -> None:
         """Free every row: an installed upload's table is no longer needed."""
         self.paths.release()
@@ -328,3 +379,10 @@ class StagedFile:
     def _found(self) -> bytes:
         at = DIGEST_BYTES * self.index
         return bytes(self._table._found[at : at + DIGEST_BYTES])
+
+
+def as_listing(files: Sequence[ListedFile]) -> FileListing:
+    """A list of files as columns (a live upload's table and a listing are already)."""
+    if isinstance(files, FileTable):
+        return files.listing
+    return files if isinstance(files, FileListing) else FileListing.of(files)

@@ -15,7 +15,7 @@ import logging
 import os
 import stat
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterable
 from enum import Enum
 from pathlib import Path
 from typing import Protocol
@@ -34,17 +34,15 @@ _PROGRAM_MAGIC = (b"\x7fELF", b"#!")
 SYNCFS_FROM_FILES = 256
 
 
-class TreeFile(Protocol):
-    """A staged file as completion sees it (a `StagedFile`: no copy of the list is made)."""
+class TreeFiles(Protocol):
+    """The staged files as completion sees them (a `FileTable`: no copy of the list is made)."""
 
     @property
-    def relative_path(self) -> str: ...
-    @property
-    def size(self) -> int: ...
-    @property
-    def sealed(self) -> bool: ...  # hard-linked from the installed version: its data is already durable
-    @property
-    def program(self) -> bool | None: ...  # its head marks a program (None: not known, read it)
+    def paths(self) -> Iterable[str]: ...
+    def written_count(self) -> int: ...  # files not hard-linked from the installed version
+    # (path, size, sealed, program) of each file: `sealed`, hard-linked from the installed version
+    # (its data is already durable); `program`, its head marks a program (None: not known, read it).
+    def tree_rows(self) -> Iterable[tuple[str, int, bool, bool | None]]: ...
 
 
 def looks_like_program(head: BytesLike) -> bool:
@@ -52,9 +50,7 @@ def looks_like_program(head: BytesLike) -> bool:
     return bytes(head[:4]).startswith(_PROGRAM_MAGIC)
 
 
-def finalize_tree(
-    tree: Path, files: Sequence[TreeFile], executable: str | None, writer: FileWriter
-) -> array[int]:
+def finalize_tree(tree: Path, files: TreeFiles, executable: str | None, writer: FileWriter) -> array[int]:
     """Make every file and folder of the staged tree durable and set sane modes.
 
     Returns each file's mtime_ns where it was seen on the way (the manifest records them; nothing
@@ -68,19 +64,21 @@ def finalize_tree(
     """
     # From the path strings: a Path per file would also intern every file name (pathlib does).
     relative_folders: set[str] = set()
-    for entry in files:
-        parent = entry.relative_path.rpartition("/")[0]
+    for path in files.paths:
+        parent = path.rpartition("/")[0]
         while parent and parent not in relative_folders:
             relative_folders.add(parent)
             parent = parent.rpartition("/")[0]
     folders = [tree, *(tree / folder for folder in relative_folders)]
-    written = sum(1 for entry in files if not entry.sealed)
-    whole_filesystem = written > SYNCFS_FROM_FILES
-    mtimes = array("q", (_finalize_file(tree, entry, executable, writer, fsync=not whole_filesystem) for entry in files))
+    whole_filesystem = files.written_count() > SYNCFS_FROM_FILES
+    mtimes = array(
+        "q",
+        (_finalize_file(tree, row, executable, writer, fsync=not whole_filesystem) for row in files.tree_rows()),
+    )
     if whole_filesystem and not writer.sync_filesystem(tree):
-        for entry in files:
-            if not entry.sealed:
-                handle = writer.open(tree / entry.relative_path)
+        for path, _, sealed, _ in files.tree_rows():
+            if not sealed:
+                handle = writer.open(tree / path)
                 try:
                     writer.fsync(handle)
                 finally:
@@ -93,34 +91,35 @@ def finalize_tree(
 
 
 def _finalize_file(
-    tree: Path, entry: TreeFile, executable: str | None, writer: FileWriter, *, fsync: bool
+    tree: Path, row: tuple[str, int, bool, bool | None], executable: str | None, writer: FileWriter, *, fsync: bool
 ) -> int:
     """Size and mode right (and the data durable when `fsync`); the mtime_ns, or `MTIME_UNSEEN`."""
-    path = os.path.join(tree, entry.relative_path)  # a str: a Path would intern the file's name
-    is_executable = entry.relative_path == executable
-    if entry.sealed:
+    relative_path, size, sealed, program_head = row
+    path = os.path.join(tree, relative_path)  # a str: a Path would intern the file's name
+    is_executable = relative_path == executable
+    if sealed:
         info = os.lstat(path)
         if _mode_still_right(info, is_executable):
             return info.st_mtime_ns
-    elif not fsync and entry.program is not None:
+    elif not fsync and program_head is not None:
         # The usual case for a game of many files (one syncfs makes them durable): one lstat
         # tells the size and mode, no open and read back.
         info = os.lstat(path)
-        if info.st_size == entry.size:
-            mode = EXECUTABLE_MODE if is_executable or entry.program else STAGED_FILE_MODE
+        if info.st_size == size:
+            mode = EXECUTABLE_MODE if is_executable or program_head else STAGED_FILE_MODE
             if stat.S_IMODE(info.st_mode) != mode:
                 os.chmod(path, mode)
             return info.st_mtime_ns
     handle = writer.open(Path(path))
     try:
-        if not entry.sealed:
+        if not sealed:
             # Every byte is present, so the file already has its size; this only guards
             # against a stray longer file left from an earlier attempt.
-            if os.fstat(handle).st_size != entry.size:
-                writer.truncate(handle, entry.size)
+            if os.fstat(handle).st_size != size:
+                writer.truncate(handle, size)
             if fsync:
                 writer.fsync(handle)
-        head = writer.pread(handle, 4, 0) if entry.size else b""
+        head = writer.pread(handle, 4, 0) if size else b""
     finally:
         writer.close(handle)
     program = is_executable or looks_like_program(head)

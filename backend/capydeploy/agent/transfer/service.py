@@ -31,7 +31,7 @@ from ...protocol.listing import FileListing
 from ...protocol.messages import InitUpload, UploadChunkResponse, UploadInitResponse
 from ...protocol.paths import RESERVED_NAMES, PathRuleError, validate_absolute_path, validate_game_name
 from .batching import BatchedJobs
-from .file_table import StagedFile
+from .file_table import FileTable, StagedFile, as_listing
 from .filehash import FileHash, HashClaim, Hasher, hash_bytes_after, hash_disk_after
 from .filesystem import (
     MAX_PATH_BYTES,
@@ -74,7 +74,6 @@ from .session import (
     Signature,
     UploadSession,
     adopt_hashes,
-    as_listing,
     hashes_fit,
     upload_signature,
 )
@@ -904,9 +903,8 @@ class TransferService:
         whose hash differs, and the hashes of the files the Hub gave none for."""
         bad: list[StagedFile] = []
         found = FoundDigests()
-        for staged in session.files:
-            if staged.sealed:  # carried: its hash matched the manifest's
-                continue
+        for index in session.files.written_rows():  # a carried file's hash matched the manifest's
+            staged = session.files[index]
             digest = self._finish_digest(session, staged)
             staged.settle_digest(digest)
             expected = staged.given_digest()
@@ -952,8 +950,7 @@ class TransferService:
         try:
             # Recorded before the swap, from the staged tree (a rename keeps every mtime), so an
             # Agent that dies right after the swap still has it (recover_install publishes it).
-            files = ((f.relative_path, f.size, _manifest_hash(f)) for f in session.files)
-            entries = manifest_entries(layout.tree, files, mtimes)
+            entries = manifest_entries(layout.tree, session.files.manifest_rows(), mtimes)
             stage_manifest(layout, session.game_name, self._clock(), entries)
         except OSError as exc:
             log.warning("could not record the manifest of %r: %s", session.game_name, exc)
@@ -1096,12 +1093,6 @@ def _check_claimed_digests(session: UploadSession, claimed: Mapping[str, str]) -
             )
 
 
-def _manifest_hash(staged: StagedFile) -> str | None:
-    """What the manifest records: the hash complete_upload found, or for a file carried from the
-    installed version, the hash both lists agree on."""
-    return staged.sha256 if staged.sealed else staged.finished_hexdigest()
-
-
 def _record_carried(session: UploadSession, staged: StagedFile, result: CarryResult | None) -> None:
     session.reset_file(staged)
     if result is None:
@@ -1172,11 +1163,10 @@ def _remove_leftovers(layouts: list[StagingLayout], roots: list[Path]) -> None:
             log.warning("could not empty %s: %s", trash_dir(root), exc)
 
 
-def _changed_carried_files(files: Sequence[StagedFile]) -> list[StagedFile]:
+def _changed_carried_files(files: FileTable) -> list[StagedFile]:
     changed: list[StagedFile] = []
-    for staged in files:
-        if not staged.sealed:
-            continue
+    for index in files.sealed_rows():
+        staged = files[index]
         try:
             info = os.lstat(staged.os_path)
         except OSError:
@@ -1238,7 +1228,7 @@ def _plan_upload(
     if session is not None:
         table = session.files
         matches = read_manifest_matches(layout.root, game_name, table.listing)
-        plan = plan_carry((f.index for f in table if not f.complete), table.listing, matches, target)
+        plan = plan_carry(table.incomplete_rows(), table.listing, matches, target)
         carried = sum(table.sizes[i] - held_total(table[i].held) for i in plan.indices)
         return plan, session.total_bytes - session.held_bytes - carried
     matches = read_manifest_matches(layout.root, game_name, files)

@@ -16,11 +16,11 @@ from typing import Any
 
 from ...protocol.envelope import ListedFile
 from ...protocol.listing import FileListing
-from .file_table import FileTable, StagedFile
+from .file_table import FileTable, StagedFile, as_listing
 from .filesystem import FileWriter
 from .handles import HandleCache
 from .journal import ChunkJournal
-from .ranges import add_range, held_gaps, held_prefix, held_total, remove_range
+from .ranges import add_range, held_gaps, held_total, remove_range
 from .staging import SessionRecord, StagingLayout
 
 # (hub id, game name, install root, SHA-256 of the sorted (path, size) list)
@@ -40,13 +40,6 @@ def upload_signature(hub_id: str, game_name: str, root: Path, files: Sequence[Li
     for row in _rows_by_path(listing):
         digest.update(f"{paths[row]}\0{sizes[row]}\0".encode())
     return (hub_id, game_name, str(root), digest.digest())
-
-
-def as_listing(files: Sequence[ListedFile]) -> FileListing:
-    """A list of files as columns (a live upload's table and a listing are already)."""
-    if isinstance(files, FileTable):
-        return files.listing
-    return files if isinstance(files, FileListing) else FileListing.of(files)
 
 
 def _rows_by_path(listing: FileListing) -> Iterator[int]:
@@ -204,18 +197,12 @@ class UploadSession:
 
     def resume_from(self) -> dict[str, int]:
         """Per file, the verified run from offset 0 the Hub may skip; only files with something to skip."""
-        resume: dict[str, int] = {}
-        for staged in self.files:
-            prefix = held_prefix(staged.held)
-            if prefix > 0 or staged.size == 0:
-                resume[staged.relative_path] = prefix
-        return resume
+        return {path: prefix for path, size, prefix in self.files.held_prefixes() if prefix > 0 or size == 0}
 
     def missing(self) -> list[MissingFile]:
         report: list[MissingFile] = []
-        for staged in self.files:
-            if staged.complete:
-                continue
+        for index in self.files.incomplete_rows():
+            staged = self.files[index]
             gaps = held_gaps(staged.held, staged.size)
             report.append(MissingFile(staged.relative_path, sum(e - s for s, e in gaps), staged.size, gaps))
         return report

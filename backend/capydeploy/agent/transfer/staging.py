@@ -27,6 +27,7 @@ from ...protocol.envelope import ListedFile, decode_file_entries, upload_file_ad
 from ...protocol.listing import FileListing
 from ...protocol.paths import RESERVED_NAMES, PathRuleError, validate_game_name, validate_relative_path
 from ...storage import atomic_write_json, read_json
+from .file_table import as_listing
 
 AGENT_DIR_NAME = ".capydeploy"
 assert AGENT_DIR_NAME in RESERVED_NAMES  # a game may never be called like our own folder
@@ -95,10 +96,10 @@ class StagingLayout:
         return self.folder / "previous-manifest.json"
 
 
-def entry_to_wire(entry: ListedFile) -> dict[str, Any]:
-    wire: dict[str, Any] = {"relativePath": entry.relative_path, "size": entry.size}
-    if entry.sha256 is not None:
-        wire["sha256"] = entry.sha256
+def _wire_entry(relative_path: str, size: int, sha256: str | None) -> dict[str, Any]:
+    wire: dict[str, Any] = {"relativePath": relative_path, "size": size}
+    if sha256 is not None:
+        wire["sha256"] = sha256
     return wire
 
 
@@ -125,7 +126,7 @@ class SessionRecord:
             "executable": self.executable,
             "createdAt": self.created_at,
             # Made as it is written (compact form): 20 000 dicts at once were 5 MB.
-            "files": (entry_to_wire(entry) for entry in self.files),
+            "files": (_wire_entry(path, size, sha256) for path, size, sha256 in as_listing(self.files).triples()),
         }
 
     @classmethod
