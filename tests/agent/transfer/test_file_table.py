@@ -146,6 +146,10 @@ def test_each_fact_of_a_row_is_kept_apart_from_every_other(steps: list[tuple[Any
         (v.relative_path, v.size, v.sha256 if v.sealed else v.finished_hexdigest()) for v in views
     ]
     assert list(table.listing.triples()) == [(v.relative_path, v.size, v.sha256) for v in views]
+    assert list(table.carried_rows()) == [(v.index, v.relative_path, v.size, v.carried_mtime_ns) for v in views if v.sealed]
+    assert [table.found_digest(v.index) for v in views] == [
+        state if isinstance(state := v.hash_state, bytes) else None for v in views
+    ]
 
 
 def test_a_row_keeps_a_running_hash_or_its_digest_never_both() -> None:

@@ -147,6 +147,18 @@ class FileTable(Sequence["StagedFile"]):
     def sealed_rows(self) -> Iterator[int]:
         return (index for index, sealed in enumerate(self._sealed) if sealed)
 
+    def carried_rows(self) -> Iterator[tuple[int, str, int, int | None]]:
+        """(index, path, size, mtime when carried) of the files carried from the installed version."""
+        for index in self.sealed_rows():
+            mtime_ns = self._carried_mtime[index]
+            yield index, self.paths[index], self.sizes[index], None if mtime_ns == _NOT_CARRIED else mtime_ns
+
+    def found_digest(self, index: int) -> bytes | None:
+        """The whole-file hash found for a file (see `StagedFile.settle_digest`), or None."""
+        if not self._found_set[index]:
+            return None
+        return bytes(self._found[DIGEST_BYTES * index : DIGEST_BYTES * (index + 1)])
+
     def written_rows(self) -> Iterator[int]:
         """Rows not carried from the installed version (their bytes were written here)."""
         return (index for index, sealed in enumerate(self._sealed) if not sealed)
@@ -377,8 +389,9 @@ class StagedFile:
         self._table._found_set[self.index] = 0
 
     def _found(self) -> bytes:
-        at = DIGEST_BYTES * self.index
-        return bytes(self._table._found[at : at + DIGEST_BYTES])
+        found = self._table.found_digest(self.index)
+        assert found is not None  # asked for only where one was found
+        return found
 
 
 def as_listing(files: Sequence[ListedFile]) -> FileListing:

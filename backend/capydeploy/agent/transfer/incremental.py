@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...protocol.listing import FileListing
-from .file_table import StagedFile
+from .file_table import FileTable
 from .filehash import Hasher
 from .filesystem import FileWriter, remove_path, write_all
 from .manifest import MTIME_UNSEEN, installed_copy
@@ -87,19 +87,16 @@ def plan_carry(
     return CarryPlan(game_dir_real, indices)
 
 
-def carry_items(plan: CarryPlan, files: Sequence[StagedFile]) -> Iterator[CarryItem]:
-    """The plan's files with their paths, one at a time."""
-    trees: dict[Path, str] = {}
+def carry_items(plan: CarryPlan, files: FileTable) -> Iterator[CarryItem]:
+    """The plan's files with their paths, one at a time (from the table's columns)."""
+    tree = str(files.tree)
+    listing = files.listing
     for index in plan.indices:
-        staged = files[index]
-        assert staged.sha256 is not None  # plan_carry takes only files with a hash
-        tree = trees.get(staged.tree)
-        if tree is None:
-            tree = trees[staged.tree] = str(staged.tree)
-        # relative_path is a validated relative POSIX path: joining cannot leave either folder.
-        source = os.path.join(plan.source_root, staged.relative_path)
-        dest = os.path.join(tree, staged.relative_path)
-        yield CarryItem(index, source, dest, staged.size, staged.sha256)
+        path = listing.paths[index]
+        sha256 = listing.given_hex(index)
+        assert sha256 is not None  # plan_carry takes only files with a hash
+        # The path is a validated relative POSIX path: joining cannot leave either folder.
+        yield CarryItem(index, os.path.join(plan.source_root, path), os.path.join(tree, path), listing.sizes[index], sha256)
 
 
 def carry_file(

@@ -299,12 +299,14 @@ class TransferService:
             await self._discard(stale)
         for dormant in stale_dormant:
             await self._discard_dormant(dormant)
+        resumed = session is not None
         if session is None:
             session = await self._create_session(hub_id, request, files, layout, signature)
             session.state = SessionState.PREPARING
         try:
             # Hashes the Hub has learnt since it staged this upload (hashes_fit let it resume).
-            hashes_added = await self._run(session, adopt_hashes, session, files)
+            # (A new upload's table was made from this very list: nothing to add.)
+            hashes_added = resumed and await self._run(session, adopt_hashes, session, files)
             if consume:
                 request.files.clear()  # the session lists these files now
             if session.record.executable != request.config.executable or hashes_added:
@@ -693,7 +695,7 @@ class TransferService:
     ) -> None:
         now = self._clock()
         session.last_active = now
-        session.current_file = staged.relative_path
+        session.current_row = staged.index
         self._latest = session
         touch: float | None = None
         if now - session.activity_written >= ACTIVITY_WRITE_INTERVAL:
@@ -903,17 +905,21 @@ class TransferService:
         whose hash differs, and the hashes of the files the Hub gave none for."""
         bad: list[StagedFile] = []
         found = FoundDigests()
-        for index in session.files.written_rows():  # a carried file's hash matched the manifest's
-            staged = session.files[index]
-            digest = self._finish_digest(session, staged)
-            staged.settle_digest(digest)
-            expected = staged.given_digest()
-            if expected is None and (claim := claimed.get(staged.relative_path)) is not None:
+        table = session.files
+        for index in table.written_rows():  # a carried file's hash matched the manifest's
+            digest = table.found_digest(index)  # hashed in order as the chunks arrived: the usual case
+            if digest is None:
+                staged = table[index]
+                digest = self._finish_digest(session, staged)
+                staged.settle_digest(digest)
+            expected = table.given_digest(index)
+            path = table.paths[index]
+            if expected is None and (claim := claimed.get(path)) is not None:
                 expected = bytes.fromhex(claim)
             if expected is None:
-                found.add(staged.relative_path, digest)
+                found.add(path, digest)
             elif expected != digest:
-                bad.append(staged)
+                bad.append(table[index])
         return bad, found
 
     def _finish_digest(self, session: UploadSession, staged: StagedFile) -> bytes:
@@ -1165,15 +1171,15 @@ def _remove_leftovers(layouts: list[StagingLayout], roots: list[Path]) -> None:
 
 def _changed_carried_files(files: FileTable) -> list[StagedFile]:
     changed: list[StagedFile] = []
-    for index in files.sealed_rows():
-        staged = files[index]
+    tree = str(files.tree)
+    for index, path, size, mtime_ns in files.carried_rows():
         try:
-            info = os.lstat(staged.os_path)
+            info = os.lstat(os.path.join(tree, path))
         except OSError:
-            changed.append(staged)
+            changed.append(files[index])
             continue
-        if info.st_size != staged.size or info.st_mtime_ns != staged.carried_mtime_ns:
-            changed.append(staged)
+        if info.st_size != size or info.st_mtime_ns != mtime_ns:
+            changed.append(files[index])
     return changed
 
 

@@ -141,7 +141,7 @@ class UploadSession:
         self.total_bytes = sum(self.files.sizes)
         self.held_bytes = 0
         self.state = SessionState.ACTIVE
-        self.current_file = ""
+        self.current_row: int | None = None  # the file of the latest chunk
         self.last_active = now
         self.activity_written = now
         self.jobs = InflightJobs()
@@ -174,11 +174,16 @@ class UploadSession:
     def target(self) -> Path:
         return self.layout.root / self.record.game_name
 
+    @property
+    def current_file(self) -> str:
+        """The file of the latest chunk (its path made when asked for: progress, a few times a
+        second, not every chunk)."""
+        row = self.current_row
+        return "" if row is None or row >= len(self.files) else self.files.paths[row]
+
     # --- counting held bytes ------------------------------------------------------------------
 
     def add_held(self, staged: StagedFile, start: int, end: int) -> int:
-        if end == staged.size:
-            end = staged.size  # the int the file already has: a complete file keeps no other
         staged.held, added = add_range(staged.held, start, end)
         self.held_bytes += added
         return added
