@@ -17,9 +17,6 @@ from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
-from pydantic import GetCoreSchemaHandler
-from pydantic_core import core_schema
-
 from .path_column import PathColumn, PathColumnBuilder
 
 DIGEST_BYTES = 32
@@ -116,17 +113,17 @@ class FileListing(Sequence[ListedRow]):
             return None
         return self.given[DIGEST_BYTES * index : DIGEST_BYTES * (index + 1)].hex()
 
+    def given_digest(self, index: int) -> bytes | None:
+        if not self.given_set[index]:
+            return None
+        return bytes(self.given[DIGEST_BYTES * index : DIGEST_BYTES * (index + 1)])
+
     def clear(self) -> None:
         """Let go of the columns (whoever took them over keeps them: they are not emptied)."""
         self.paths = PathColumn(())
         self.sizes = array("q")
         self.given = bytearray()
         self.given_set = bytearray()
-
-    @classmethod
-    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
-        # Only ever made by the reader of a long list, which validated each entry as it came.
-        return core_schema.is_instance_schema(cls)
 
 
 class ListingBuilder:

@@ -168,10 +168,16 @@ def test_a_row_keeps_a_running_hash_or_its_digest_never_both() -> None:
 
 
 def test_release_frees_every_row_and_lookups_find_nothing() -> None:
-    table = FileTable(TREE, [Listed(f"f{i}", i, _hex(i)) for i in range(12_000)])
+    listed = [Listed(f"f{i}", i, _hex(i)) for i in range(12_000)]
+    request = FileListing.of(listed)
+    table = FileTable(TREE, request)  # takes the request's columns over as they are
+    assert table.paths is request.paths and table.sizes is request.sizes
     find = table.find  # a worker may hold the lookup while the table is released
+    paths = table.paths  # ... and the loop a column (the current file of the progress report)
     table.release()
     assert len(table) == 0 and list(table) == [] and find("f1") is None
+    assert len(paths) == 12_000 and paths[11_999] == "f11999"  # still whole for who read it before
+    assert request == listed  # a caller that kept its request still reads it whole
 
 
 def test_a_row_costs_a_few_dozen_bytes_beside_its_path() -> None:

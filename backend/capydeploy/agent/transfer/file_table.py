@@ -60,7 +60,10 @@ class FileTable(Sequence["StagedFile"]):
         self.tree = tree  # the staging tree the files live in
         # What the list said: a listing's columns are taken over as they are (init_upload's own,
         # read so from a long list: see protocol.listing), any other list is read into them.
-        given = files if isinstance(files, FileListing) else FileListing.of(files)
+        self._hold(files if isinstance(files, FileListing) else FileListing.of(files))
+
+    def _hold(self, given: FileListing) -> None:
+        """Take over `given`'s columns as they are, and make the rest, for no file yet held."""
         # Its own listing object on the same columns: the request's may be let go (`clear`).
         self.listing = listing = FileListing(given.paths, given.sizes, given.given, given.given_set)
         self.paths = listing.paths
@@ -118,14 +121,10 @@ class FileTable(Sequence["StagedFile"]):
 
     def given_hex(self, index: int) -> str | None:
         """The sha256 the Hub listed for a file, as it listed it (lowercase hex), or None."""
-        if not self._given_set[index]:
-            return None
-        return self._given[DIGEST_BYTES * index : DIGEST_BYTES * (index + 1)].hex()
+        return self.listing.given_hex(index)
 
     def given_digest(self, index: int) -> bytes | None:
-        if not self._given_set[index]:
-            return None
-        return bytes(self._given[DIGEST_BYTES * index : DIGEST_BYTES * (index + 1)])
+        return self.listing.given_digest(index)
 
     # --- whole columns, for the steps that visit every file (a view per file costs more than
     # --- the step's own work in a game of many files) ----------------------------------------
@@ -191,15 +190,10 @@ class FileTable(Sequence["StagedFile"]):
                 yield path, size, StagedFile(self, index).finished_hexdigest()
 
     def release(self) -> None:
-        """Free every row: an installed upload's table is no longer needed."""
-        self.paths.release()
-        self.listing.clear()
-        self._running = {}
-        self._gapped = {}
-        for column in (self.sizes, self._held, self._carried_mtime, self._writes):
-            del column[:]
-        for raw in (self._given, self._given_set, self._sealed, self._program, self._found, self._found_set):
-            del raw[:]
+        """Let go of every row: an installed upload's table is no longer needed. Columns taken
+        over from a request are let go, not emptied: a caller that keeps its request
+        (`TransferService.init_upload(consume=False)`) still reads it whole."""
+        self._hold(FileListing.of(()))
 
 
 class StagedFile:
@@ -280,10 +274,7 @@ class StagedFile:
 
     @property
     def complete(self) -> bool:
-        value = self._table._held[self.index]
-        if value == _GAPPED:
-            return self._table._gapped[self.index].prefix_end() >= self.size
-        return value >= self.size
+        return self._table.is_complete(self.index)
 
     @property
     def sealed(self) -> bool:

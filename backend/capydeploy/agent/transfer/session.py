@@ -179,7 +179,8 @@ class UploadSession:
         """The file of the latest chunk (its path made when asked for: progress, a few times a
         second, not every chunk)."""
         row = self.current_row
-        return "" if row is None or row >= len(self.files) else self.files.paths[row]
+        paths = self.files.paths  # read once: an installed upload's table is released by a worker
+        return "" if row is None or row >= len(paths) else paths[row]
 
     # --- counting held bytes ------------------------------------------------------------------
 
