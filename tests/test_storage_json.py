@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from capydeploy import storage
 from capydeploy.storage import atomic_write_json, read_json
 
 json_values = st.recursive(
@@ -83,3 +85,64 @@ def test_an_iterator_is_written_as_a_list_made_a_batch_at_a_time(tmp_path: Path)
     path = tmp_path / "lazy.json"
     atomic_write_json(path, {"files": entries(3)}, compact=True)
     assert read_json(path, default=None) == {"files": [{"path": f"d/{i}", "size": i} for i in range(3)]}
+
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
+header_values = scalars | st.lists(scalars, max_size=3)
+headers = st.dictionaries(st.text(max_size=6).filter(lambda key: key != "files"), header_values, max_size=4)
+items = st.lists(json_values, max_size=12)
+layouts = st.sampled_from(["compact", "spaced", "indented"])
+
+
+def _write(path: Path, document: dict[str, Any], layout: str) -> None:
+    if layout == "compact":
+        atomic_write_json(path, document, compact=True)
+    else:
+        path.write_text(json.dumps(document, indent=2 if layout == "indented" else None))
+
+
+def _read_list(path: Path) -> tuple[dict[str, Any], list[Any]]:
+    members, listed = storage.read_json_list(path, "files")
+    return members, list(listed)
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(header=headers, listed=items, layout=layouts, block=st.integers(1, 40))
+def test_a_list_read_a_block_at_a_time_reads_as_the_whole_text(
+    tmp_path: Path, header: dict[str, Any], listed: list[Any], layout: str, block: int
+) -> None:
+    """Our files' shape (members, then the long list last), written any way, in blocks down to
+    one character: the same members and items as json.loads of the whole text."""
+    path = tmp_path / "list.json"
+    _write(path, {**header, "files": listed}, layout)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(storage, "JSON_LIST_BLOCK", block)
+        members, read = _read_list(path)
+    assert {**members, "files": read} == json.loads(path.read_text())
+    assert members["files"] == []
+
+
+documents = st.dictionaries(st.sampled_from(["files", "a", "b"]), json_values, max_size=4)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(document=documents | json_values, cut=st.none() | st.integers(0, 400), block=st.integers(1, 40))
+def test_a_list_read_a_block_at_a_time_is_the_whole_text_or_refused(
+    tmp_path: Path, document: Any, cut: int | None, block: int
+) -> None:
+    """Any JSON (other shapes, the list not last, nested lists of that name, cut short): either
+    exactly what json.loads reads, or refused (the caller then reads it the plain way)."""
+    path = tmp_path / "any.json"
+    text = json.dumps(document)
+    path.write_text(text if cut is None else text[:cut])
+    try:
+        plain: Any = json.loads(path.read_text())
+    except ValueError:
+        plain = None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(storage, "JSON_LIST_BLOCK", block)
+        try:
+            members, read = _read_list(path)
+        except ValueError:  # NotAStreamableList is one
+            return
+    assert plain == {**members, "files": read}

@@ -15,7 +15,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +172,126 @@ def read_json(
         return default
     except (OSError, ValueError):
         return default
+
+
+# How much of a file `read_json_list` reads at a time, and the most it holds at once.
+JSON_LIST_BLOCK = 1 << 18
+_JSON_LIST_ITEM_MAX = 1 << 20
+_JSON_WHITESPACE = " \t\n\r"
+_JSON_ITEM_ENDS = ",]" + _JSON_WHITESPACE
+
+
+class NotAStreamableList(ValueError):
+    """The file is not `{...,"key":[items]}` with the list last (or is damaged): read it whole."""
+
+
+def read_json_list(
+    path: Path, key: str, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None
+) -> tuple[dict[str, Any], Generator[Any, None, None]]:
+    """Read a JSON object whose last member is a long list (the compact files of
+    `atomic_write_json`) a block at a time: its other members, and its list's items one by one.
+
+    `json.loads` of the whole text holds the file's bytes and its text at once (28 MB for the
+    manifest of a game of 100 000 files) and then every item; here about `JSON_LIST_BLOCK`
+    characters are held. Raises `FileNotFoundError`, `OSError`, or `NotAStreamableList` (also
+    while the items are read) when the file is not of that shape or is damaged: the caller then
+    reads it the plain way, which decides.
+    """
+    stream = open(path, encoding="utf-8")  # noqa: SIM115 - closed by the items' generator
+    try:
+        # Outside a string a quote is never escaped; inside one, every quote is: the member name
+        # found can only be a name. Closed as `[]}`, the text before the list parses only if that
+        # member is the object's own (not a nested object's).
+        name = re.compile(re.escape(json.dumps(key)) + r"\s*:\s*\[")
+        text = ""
+        while (found := name.search(text)) is None and len(text) <= _JSON_LIST_ITEM_MAX:
+            block = stream.read(JSON_LIST_BLOCK)
+            if not block:
+                break
+            text += block
+        if not text.lstrip(_JSON_WHITESPACE).startswith("{") or found is None:
+            raise NotAStreamableList(f"no {key!r} list near the start")
+        start = found.end()
+        try:
+            members = json.loads(text[:start] + "]}")
+        except ValueError:
+            raise NotAStreamableList("the members before the list are not an object") from None
+        if not isinstance(members, dict):
+            raise NotAStreamableList("not an object")
+    except BaseException:
+        stream.close()
+        raise
+    decoder = json.JSONDecoder(object_pairs_hook=object_pairs_hook)
+    return members, _json_list_items(stream, text, start, decoder)
+
+
+def _json_list_items(stream: Any, text: str, position: int, decoder: json.JSONDecoder) -> Generator[Any, None, None]:
+    with stream:
+        reader = _BlockReader(stream, text, position)
+        if reader.next_char() == "]":
+            reader.position += 1
+        else:
+            while True:
+                yield reader.decode_item(decoder)
+                separator = reader.next_char()
+                reader.position += 1
+                if separator == "]":
+                    break
+                if separator != ",":
+                    raise NotAStreamableList("items not separated by commas")
+        if reader.rest().strip(_JSON_WHITESPACE) != "}":
+            raise NotAStreamableList("the list is not the object's last member")
+
+
+class _BlockReader:
+    """The text of a file read a block at a time, from `position` on."""
+
+    def __init__(self, stream: Any, text: str, position: int) -> None:
+        self._stream = stream
+        self.text = text
+        self.position = position
+        self._at_end = False
+
+    def _read_more(self) -> bool:
+        if self._at_end:
+            return False
+        block = self._stream.read(JSON_LIST_BLOCK)
+        if not block:
+            self._at_end = True
+            return False
+        self.text = self.text[self.position :] + block
+        self.position = 0
+        return True
+
+    def next_char(self) -> str:
+        """The next character that is not whitespace, not consumed."""
+        while True:
+            while self.position < len(self.text) and self.text[self.position] in _JSON_WHITESPACE:
+                self.position += 1
+            if self.position < len(self.text):
+                return self.text[self.position]
+            if not self._read_more():
+                raise NotAStreamableList("the file ends inside the list")
+
+    def decode_item(self, decoder: json.JSONDecoder) -> Any:
+        self.next_char()
+        while True:
+            try:
+                item, end = decoder.raw_decode(self.text, self.position)
+            except ValueError:
+                item, end = None, -1  # cut by the block's end, or damaged: more text decides
+            # An item ends where a separator follows: a number may have been cut short by the
+            # block's end ("0." of "0.5" reads as 0).
+            if end != -1 and end < len(self.text) and self.text[end] in _JSON_ITEM_ENDS:
+                self.position = end
+                return item
+            if len(self.text) - self.position > _JSON_LIST_ITEM_MAX or not self._read_more():
+                raise NotAStreamableList("an item is damaged or too long")
+
+    def rest(self) -> str:
+        tail = self.text[self.position :]
+        while self._read_more():
+            tail = self.text
+            if len(tail) > _JSON_LIST_ITEM_MAX:
+                raise NotAStreamableList("more after the list")
+        return tail

@@ -25,7 +25,7 @@ from typing import Any
 
 from ...protocol.listing import FileListing
 from ...protocol.paths import PathRuleError, validate_relative_path
-from ...storage import atomic_write_json, fsync_directory, read_json
+from ...storage import NotAStreamableList, atomic_write_json, fsync_directory, read_json, read_json_list
 from .staging import StagingLayout, agent_dir
 
 MANIFEST_VERSION = 1
@@ -79,20 +79,27 @@ def read_manifest_matches(root: Path, game_name: str, listing: FileListing) -> a
     `MTIME_UNSEEN` where it does not; None when the manifest is absent, damaged or of another
     game (as `read_manifest`).
 
-    Each entry is compared with the listing as it is read and leaves nothing behind: as objects,
-    the entries of a game of 100 000 files were 10 to 35 MB at the Agent's peak (docs/performance.md,
-    ninth session). A manifest with an entry this reading leaves alone (one with other keys than
-    ours: never written by us) is read the plain way instead.
+    The file is read a block at a time (`storage.read_json_list`) and each entry is compared with
+    the listing as it is read, leaving nothing behind: read whole, the text of a game of 100 000
+    files was 14 MB (twice, as bytes and as text) and its entries as objects 10 to 35 MB more, at
+    the Agent's peak (docs/performance.md, ninth session). A file not in the form we write (an
+    entry with other keys, the list not last), or damaged, is read the plain way instead.
     """
     mtimes = array("q", [MTIME_UNSEEN]) * len(listing)
-    raw = read_json(manifest_path(root, game_name), None, object_pairs_hook=_entry_matcher(listing, mtimes))
-    if not _is_manifest_of(raw, game_name):
-        return None
-    files = raw["files"]
-    if files.count(_COMPARED) == len(files):
+    try:
+        members, items = read_json_list(manifest_path(root, game_name), "files", _entry_matcher(listing, mtimes))
+        with contextlib.closing(items):
+            if members.get("version") != MANIFEST_VERSION or members.get("gameName") != game_name:
+                return None
+            for item in items:
+                if item is not _COMPARED:  # an entry this reading leaves alone: read it the plain way
+                    raise NotAStreamableList("an entry with other keys")
         return mtimes
-    manifest = read_manifest(root, game_name)
-    return None if manifest is None else matches_of(manifest, listing)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):  # not in the form we write (or damaged): the plain reading decides
+        manifest = read_manifest(root, game_name)
+        return None if manifest is None else matches_of(manifest, listing)
 
 
 def matches_of(manifest: InstalledManifest, listing: FileListing) -> array[int]:
