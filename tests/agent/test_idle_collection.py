@@ -97,3 +97,27 @@ async def test_write_buffers_are_freed_once_transfers_are_idle(
         release.set()
         await asyncio.wrap_future(job)
     assert await wait_for(lambda: released, 5.0), "buffers were not freed once the transfer went idle"
+
+
+async def test_the_free_heap_goes_back_every_few_seconds_while_transfers_run(
+    agent: Agent, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A burst of large frames or a long list leaves malloc's heap holding free megabytes that
+    # would stay resident for the whole transfer; they are handed back at an interval meanwhile.
+    monkeypatch.setattr(server_module, "GC_CHECK_INTERVAL", 0.02)
+    monkeypatch.setattr(server_module, "GC_AFTER_IDLE_SECONDS", 0.3)
+    monkeypatch.setattr(server_module, "TRIM_WHILE_BUSY_INTERVAL", 0.1)
+    trims: list[float] = []
+    monkeypatch.setattr(server_module, "return_free_heap", lambda: trims.append(0.0))
+    await asyncio.sleep(1.3)  # past the collector's first (unpatched) 1 s wait, all idle
+    assert trims == [], "trimmed while no transfer ran (the idle path has its own)"
+    release = threading.Event()
+    job = agent.transfer._submit(None, release.wait, 10)  # an upload being received
+    started = asyncio.get_running_loop().time()
+    try:
+        assert await wait_for(lambda: len(trims) >= 3, 5.0), "no trims while a transfer ran"
+        elapsed = asyncio.get_running_loop().time() - started
+        assert len(trims) <= elapsed / 0.1 + 1  # at the interval, not at every check (0.02 s)
+    finally:
+        release.set()
+        await asyncio.wrap_future(job)

@@ -24,6 +24,7 @@ from ..memory import (
     full_collection_due,
     keep_freed_memory,
     resume_full_collections,
+    return_free_heap,
 )
 from ..protocol import CloseCode, MessageType, constants
 from ..protocol import messages as m
@@ -53,6 +54,7 @@ RECENT_INSTALLS = 10
 # Full garbage collections wait until no transfer work has run for this long (see memory.py).
 GC_AFTER_IDLE_SECONDS = 3.0
 GC_CHECK_INTERVAL = 1.0
+TRIM_WHILE_BUSY_INTERVAL = 5.0
 
 
 class Agent:
@@ -181,11 +183,21 @@ class Agent:
 
     async def _collect_when_idle(self) -> None:
         """The full garbage collections `defer_full_collections` holds back, run once transfers
-        have been idle for a while: a pause then stalls no upload. Write buffers are freed then too."""
+        have been idle for a while: a pause then stalls no upload. Write buffers are freed then too.
+        While transfers run, malloc's free heap is handed back every few seconds."""
+        loop = asyncio.get_running_loop()
+        trimmed_at = loop.time()
         while True:
             await asyncio.sleep(GC_CHECK_INTERVAL)
             if self.transfer.idle_seconds() < GC_AFTER_IDLE_SECONDS:
+                if loop.time() - trimmed_at >= TRIM_WHILE_BUSY_INTERVAL:
+                    # A burst of large chunk frames, or a long list read, leaves megabytes free
+                    # between blocks in use: resident for the rest of the transfer otherwise
+                    # (about 19 MiB through a 100 000-file upload). 0.4-1.1 ms, in a thread.
+                    await asyncio.to_thread(return_free_heap)
+                    trimmed_at = loop.time()
                 continue
+            trimmed_at = loop.time()
             self.transfer.release_buffers()  # an abandoned upload's, say; nothing when none are kept
             if full_collection_due():
                 collect_full()
