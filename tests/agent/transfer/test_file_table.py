@@ -89,6 +89,16 @@ actions = st.one_of(
 )
 
 
+# action -> (the view's attribute, the model's field) for facts written as they are
+PLAIN_FACTS = {
+    "held": ("held", "held"),
+    "sealed": ("sealed", "sealed"),
+    "mtime": ("carried_mtime_ns", "mtime"),
+    "program": ("program", "program"),
+    "writes": ("writes", "writes"),
+}
+
+
 @given(st.lists(actions, max_size=40))
 def test_each_fact_of_a_row_is_kept_apart_from_every_other(steps: list[tuple[Any, ...]]) -> None:
     """Any sequence of writes to any rows: every row reads back exactly its own last writes."""
@@ -97,27 +107,16 @@ def test_each_fact_of_a_row_is_kept_apart_from_every_other(steps: list[tuple[Any
     model = [RowModel(None, 0, False, None, None, 0) for _ in sizes]
     for action, index, *values in steps:
         row = table[index]
-        if action == "held":
-            row.held = values[0]
-            model[index] = model[index]._replace(held=values[0])
+        if action in PLAIN_FACTS:
+            attribute, field = PLAIN_FACTS[action]
+            setattr(row, attribute, values[0])
+            model[index] = model[index]._replace(**{field: values[0]})
         elif action == "gaps":
             ranges = ByteRanges()
             ranges.add(0, values[0])
             ranges.add(values[1], 100)
             row.held = ranges
             model[index] = model[index]._replace(held=ranges)
-        elif action == "sealed":
-            row.sealed = values[0]
-            model[index] = model[index]._replace(sealed=values[0])
-        elif action == "mtime":
-            row.carried_mtime_ns = values[0]
-            model[index] = model[index]._replace(mtime=values[0])
-        elif action == "program":
-            row.program = values[0]
-            model[index] = model[index]._replace(program=values[0])
-        elif action == "writes":
-            row.writes = values[0]
-            model[index] = model[index]._replace(writes=values[0])
         elif action == "found":
             row.settle_digest(bytes.fromhex(_hex(values[0])))
             continue  # (the hash's own tests are below; here only the bulk readings use it)
