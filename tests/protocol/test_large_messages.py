@@ -7,7 +7,7 @@ import gc
 import json
 import tracemalloc
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from hypothesis import given
@@ -25,7 +25,7 @@ from capydeploy.protocol import (
 from capydeploy.protocol.envelope import describe_validation_error
 from capydeploy.protocol.fitting import keep_what_fits
 from capydeploy.protocol.listing import FileListing
-from capydeploy.protocol.messages import InitUpload
+from capydeploy.protocol.messages import InitUpload, UploadFile
 
 HEX = "0123456789abcdefABCDEF"
 paths = st.one_of(
@@ -179,3 +179,29 @@ def test_keep_what_fits_keeps_the_most_items_that_fit(
     assert calls[0] == count and encodings <= 3 + count.bit_length()
     if guess_error == 0 and best is not None and best < count:
         assert encodings <= 3  # the full frame, the guess, and the one after it
+
+
+class Listed(NamedTuple):
+    relative_path: str
+    size: int
+    sha256: str | None = None
+
+
+@given(
+    st.lists(st.sampled_from(["a", "a/b", "a/b/c", "b", "b/a", "c/d", "ab", "a b"]), max_size=6),
+    st.none() | st.sampled_from(["a", "a/b", "b", "zz"]),
+)
+def test_a_list_in_columns_follows_the_same_rules_as_a_list_of_entries(paths: list[str], exe: str | None) -> None:
+    """No path twice, no file that is also a folder, the executable listed: the columns' checks
+    (by lookup, in list order) accept exactly the lists the entries' checks (sorted) accept."""
+    as_entries = [UploadFile.unchecked(path, 1, None) for path in paths]
+    payload = {"config": {"gameName": "G", "executable": exe}, "totalSize": len(paths)}
+
+    def outcome(files: Any) -> bool:
+        try:
+            InitUpload.model_validate({**payload, "files": files})
+        except ValidationError:
+            return False
+        return True
+
+    assert outcome(FileListing.of(Listed(p, 1) for p in paths)) == outcome(as_entries)

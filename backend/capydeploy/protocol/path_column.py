@@ -62,6 +62,10 @@ class PathColumn:
 
     def __getitem__(self, row: int) -> str:
         column = self._column
+        if row < 0:  # as a list counts from the end
+            row += len(column.starts) - 1
+            if row < 0:
+                raise IndexError("row out of range")
         return column.text[column.starts[row] : column.starts[row + 1] - 1]
 
     def __iter__(self) -> Iterator[str]:

@@ -232,6 +232,11 @@ def test_a_path_column_finds_each_path_at_its_row_and_nothing_else(
         column = PathColumn(listed)
     assert len(column) == len(listed) and list(column) == listed
     assert [column[row] for row in range(len(listed))] == listed
+    assert [column[-row] for row in range(1, len(listed) + 1)] == listed[::-1]  # as a list counts
+    with pytest.raises(IndexError):
+        column[len(listed)]
+    with pytest.raises(IndexError):
+        column[-len(listed) - 1]
     for row, path in enumerate(listed):
         assert column.index_of(path) == row
     for path in others:
