@@ -19,12 +19,10 @@ _SEPARATOR = "\0"  # no path holds a NUL (D6)
 
 class _Column(NamedTuple):
     text: str  # every path, each followed by the separator
-    starts: array[int]  # where row i starts; one more item: the end of the text plus one
+    starts: array[int]  # where row i starts; one more item: the end of the text
     slots: array[int]  # row + 1 at each path's hash slot (linear probing), 0 where empty
     mask: int
 
-
-_EMPTY = _Column("", array("q", [0]), array("i", [0]), 0)
 
 
 class PathColumn:
@@ -74,10 +72,8 @@ class PathColumn:
         return (text[starts[row] : starts[row + 1] - 1] for row in range(len(starts) - 1))
 
     def index_of(self, path: str) -> int | None:
-        """The row listing `path`, or None. Safe from a worker while the column is released: it
-        reads one snapshot of the column."""
-        column = self._column
-        text, starts, slots, mask = column
+        """The row listing `path` (the first, were it listed twice), or None."""
+        text, starts, slots, mask = self._column
         slot = hash(path) & mask
         while row := slots[slot]:
             row -= 1
@@ -85,9 +81,6 @@ class PathColumn:
                 return row
             slot = (slot + 1) & mask
         return None
-
-    def release(self) -> None:
-        self._column = _EMPTY
 
 
 JOIN_EVERY = 4096  # paths held as strings at most, before they are joined into the text

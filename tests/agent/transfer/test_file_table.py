@@ -241,8 +241,8 @@ def test_a_path_column_finds_each_path_at_its_row_and_nothing_else(
         assert column.index_of(path) == row
     for path in others:
         assert column.index_of(path) == (listed.index(path) if path in listed else None)
-    column.release()
-    assert len(column) == 0 and list(column) == [] and all(column.index_of(p) is None for p in listed)
+    empty = PathColumn([])
+    assert len(empty) == 0 and list(empty) == [] and all(empty.index_of(p) is None for p in listed)
 
 
 def test_a_path_column_probes_past_colliding_slots() -> None:

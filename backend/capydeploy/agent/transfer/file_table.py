@@ -114,8 +114,8 @@ class FileTable(Sequence["StagedFile"]):
         return self.paths.index_of(path)
 
     def find(self, path: str) -> StagedFile | None:
-        """The file listed at `path`, or None. Safe from a worker while the table is released
-        (see `PathColumn.index_of`)."""
+        """The file listed at `path`, or None. Safe from another thread while the table is
+        released: that replaces the columns, and this reads the path column once."""
         index = self.paths.index_of(path)
         return None if index is None else StagedFile(self, index)
 
