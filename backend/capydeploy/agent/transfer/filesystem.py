@@ -306,7 +306,3 @@ def allocated_bytes(folder: Path) -> int:
             if stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
                 total += info.st_blocks * 512
     return total
-
-
-def path_too_long(path: Path) -> bool:
-    return len(os.fsencode(path)) > MAX_PATH_BYTES

@@ -437,10 +437,6 @@ class TransferService:
             return None
         return _progress_of(session)
 
-    def session_progress(self, upload_id: str) -> UploadProgressInfo | None:
-        session = self._sessions.get(upload_id)
-        return _progress_of(session) if session is not None else None
-
     def upload_game_name(self, upload_id: str) -> str | None:
         session = self._sessions.get(upload_id)
         if session is not None:
