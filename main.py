@@ -16,6 +16,7 @@ for _folder in (os.path.join(_HERE, "bin", "py_modules"), os.path.join(_HERE, "p
 import decky  # noqa: E402 - provided by Decky Loader's process
 
 from capydeploy.decky import DeckyPlugin  # noqa: E402
+from capydeploy.log_thread import loggers_up_from, write_logs_from_a_thread  # noqa: E402
 
 
 class Plugin:
@@ -27,12 +28,15 @@ class Plugin:
             logger=decky.logger,
             emit=decky.emit,
         )
+        # Log lines are written by a thread, never by the event loop (a file write can stall).
+        self._stop_logging = write_logs_from_a_thread(*loggers_up_from(decky.logger))
 
     async def _main(self) -> None:
         await self._backend.start()
 
     async def _unload(self) -> None:
         await self._backend.stop()
+        self._stop_logging()
 
     async def _uninstall(self) -> None:
         await self._backend.uninstall()

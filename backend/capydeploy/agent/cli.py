@@ -15,6 +15,7 @@ from typing import Any
 import platformdirs
 
 from .. import __version__
+from ..log_thread import write_logs_from_a_thread
 from ..protocol.constants import DEFAULT_PORT, WS_PATH
 from ..redaction import install_redaction
 from .config import AgentConfig
@@ -96,10 +97,14 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     install_redaction()
-    config = config_from_args(args)
-    with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(run(config))
-    return 130
+    stop_logging = write_logs_from_a_thread(logging.getLogger())  # never from the event loop
+    try:
+        config = config_from_args(args)
+        with contextlib.suppress(KeyboardInterrupt):
+            return asyncio.run(run(config))
+        return 130
+    finally:
+        stop_logging()
 
 
 if __name__ == "__main__":
