@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 from .path_column import PathColumn, PathColumnBuilder
 
 DIGEST_BYTES = 32
+RowT = TypeVar("RowT")
 
 
 class ListedRow:
@@ -41,13 +42,42 @@ class ListedRow:
 
     @property
     def sha256(self) -> str | None:
+        """The whole-file hash listed for the file (lowercase hex), or None."""
         return self._listing.given_hex(self.index)
+
+    def given_digest(self) -> bytes | None:
+        return self._listing.given_digest(self.index)
 
     def __repr__(self) -> str:
         return f"ListedRow({self.relative_path!r}, {self.size}, {self.sha256!r})"
 
 
-class FileListing(Sequence[ListedRow]):
+class RowViews(Sequence[RowT]):
+    """A sequence of row views, each made when asked for (`_row`); `__len__` says how many rows."""
+
+    __slots__ = ()
+
+    def _row(self, index: int) -> RowT:
+        raise NotImplementedError
+
+    @overload
+    def __getitem__(self, index: int) -> RowT: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[RowT]: ...
+    def __getitem__(self, index: int | slice) -> RowT | list[RowT]:
+        if isinstance(index, slice):
+            return [self._row(i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("file index out of range")
+        return self._row(index)
+
+    def __iter__(self) -> Iterator[RowT]:
+        return (self._row(index) for index in range(len(self)))
+
+
+class FileListing(RowViews[ListedRow]):
     """Paths, sizes and (where listed) whole-file hashes, in the list's order."""
 
     __slots__ = ("given", "given_set", "paths", "sizes")
@@ -69,21 +99,8 @@ class FileListing(Sequence[ListedRow]):
     def __len__(self) -> int:
         return len(self.sizes)
 
-    @overload
-    def __getitem__(self, index: int) -> ListedRow: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[ListedRow]: ...
-    def __getitem__(self, index: int | slice) -> ListedRow | list[ListedRow]:
-        if isinstance(index, slice):
-            return [ListedRow(self, i) for i in range(*index.indices(len(self)))]
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError("file index out of range")
+    def _row(self, index: int) -> ListedRow:
         return ListedRow(self, index)
-
-    def __iter__(self) -> Iterator[ListedRow]:
-        return (ListedRow(self, index) for index in range(len(self)))
 
     def __eq__(self, other: object) -> bool:
         """Equal to any list of the same files in the same order (an `UploadFile` list too)."""
@@ -117,6 +134,12 @@ class FileListing(Sequence[ListedRow]):
         if not self.given_set[index]:
             return None
         return bytes(self.given[DIGEST_BYTES * index : DIGEST_BYTES * (index + 1)])
+
+    def set_given(self, index: int, sha256: str) -> None:
+        """A hash for a file listed without one (a resuming list may bring it: see
+        `agent.transfer.session.adopt_hashes`)."""
+        self.given[DIGEST_BYTES * index : DIGEST_BYTES * (index + 1)] = bytes.fromhex(sha256)
+        self.given_set[index] = 1
 
     def clear(self) -> None:
         """Let go of the columns (whoever took them over keeps them: they are not emptied)."""

@@ -19,14 +19,13 @@ import os
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import overload
 
 from ...protocol.envelope import ListedFile
-from ...protocol.listing import FileListing
+from ...protocol.listing import DIGEST_BYTES, FileListing, ListedRow, RowViews
+from ...protocol.path_column import PathColumn
 from .filehash import FileHash
 from .ranges import ByteRanges, Held
 
-DIGEST_BYTES = 32
 # A `held` item that means "see the file's ByteRanges" (a held prefix is never negative).
 _GAPPED = -1
 # A `carried_mtime` item that means "not carried" (an mtime_ns is an int64; none is this one).
@@ -35,7 +34,7 @@ _NOT_CARRIED = -(2**63)
 _PROGRAM_UNKNOWN, _NOT_A_PROGRAM, _A_PROGRAM = 0, 1, 2
 
 
-class FileTable(Sequence["StagedFile"]):
+class FileTable(RowViews["StagedFile"]):
     """Every file of an upload, in the order of its list (a file's index is its row)."""
 
     __slots__ = (
@@ -43,16 +42,12 @@ class FileTable(Sequence["StagedFile"]):
         "_found",
         "_found_set",
         "_gapped",
-        "_given",
-        "_given_set",
         "_held",
         "_program",
         "_running",
         "_sealed",
         "_writes",
         "listing",
-        "paths",
-        "sizes",
         "tree",
     )
 
@@ -65,12 +60,8 @@ class FileTable(Sequence["StagedFile"]):
     def _hold(self, given: FileListing) -> None:
         """Take over `given`'s columns as they are, and make the rest, for no file yet held."""
         # Its own listing object on the same columns: the request's may be let go (`clear`).
-        self.listing = listing = FileListing(given.paths, given.sizes, given.given, given.given_set)
-        self.paths = listing.paths
-        self.sizes = listing.sizes
-        self._given = listing.given  # the sha256 the Hub listed, 32 bytes a file ...
-        self._given_set = listing.given_set  # ... where it listed one (1)
-        count = len(self.paths)
+        self.listing = FileListing(given.paths, given.sizes, given.given, given.given_set)
+        count = len(given)
         # Bytes held and verified: a prefix [0, n) as n (what nearly every file has all along:
         # its chunks arrive in order), or _GAPPED with its ByteRanges in `_gapped`.
         self._held = array("q", bytes(8 * count))
@@ -89,42 +80,27 @@ class FileTable(Sequence["StagedFile"]):
         self._found = bytearray(DIGEST_BYTES * count)
         self._found_set = bytearray(count)
 
+    @property
+    def paths(self) -> PathColumn:
+        return self.listing.paths
+
+    @property
+    def sizes(self) -> array[int]:
+        return self.listing.sizes
+
     # --- the Sequence ---------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self.paths)
+        return len(self.listing.sizes)
 
-    @overload
-    def __getitem__(self, index: int) -> StagedFile: ...
-    @overload
-    def __getitem__(self, index: slice) -> list[StagedFile]: ...
-    def __getitem__(self, index: int | slice) -> StagedFile | list[StagedFile]:
-        if isinstance(index, slice):
-            return [StagedFile(self, i) for i in range(*index.indices(len(self.paths)))]
-        if index < 0:
-            index += len(self.paths)
-        if not 0 <= index < len(self.paths):
-            raise IndexError("file index out of range")
+    def _row(self, index: int) -> StagedFile:
         return StagedFile(self, index)
-
-    def __iter__(self) -> Iterator[StagedFile]:
-        return (StagedFile(self, index) for index in range(len(self.paths)))
-
-    def index_of(self, path: str) -> int | None:
-        return self.paths.index_of(path)
 
     def find(self, path: str) -> StagedFile | None:
         """The file listed at `path`, or None. Safe from another thread while the table is
         released: that replaces the columns, and this reads the path column once."""
-        index = self.paths.index_of(path)
+        index = self.listing.paths.index_of(path)
         return None if index is None else StagedFile(self, index)
-
-    def given_hex(self, index: int) -> str | None:
-        """The sha256 the Hub listed for a file, as it listed it (lowercase hex), or None."""
-        return self.listing.given_hex(index)
-
-    def given_digest(self, index: int) -> bytes | None:
-        return self.listing.given_digest(index)
 
     # --- whole columns, for the steps that visit every file (a view per file costs more than
     # --- the step's own work in a game of many files) ----------------------------------------
@@ -183,7 +159,7 @@ class FileTable(Sequence["StagedFile"]):
         found, or for a file carried from the installed version, the hash both lists agree on."""
         for index, (path, size) in enumerate(zip(self.paths, self.sizes, strict=True)):
             if self._sealed[index]:
-                yield path, size, self.given_hex(index)
+                yield path, size, self.listing.given_hex(index)
             elif self._found_set[index]:
                 yield path, size, self._found[DIGEST_BYTES * index : DIGEST_BYTES * (index + 1)].hex()
             else:
@@ -196,14 +172,17 @@ class FileTable(Sequence["StagedFile"]):
         self._hold(FileListing.of(()))
 
 
-class StagedFile:
-    """One file of a staged upload: a view of its row in the upload's `FileTable`."""
+class StagedFile(ListedRow):
+    """One file of a staged upload: a view of its row in the upload's `FileTable` (what the list
+    said, `relative_path`, `size` and `sha256`, as a row of the table's listing)."""
 
-    __slots__ = ("_table", "index")
+    __slots__ = ("_table",)
 
     def __init__(self, table: FileTable, index: int) -> None:
-        self._table = table
+        # ListedRow's two slots set here, not through super(): a view is made per chunk.
+        self._listing = table.listing
         self.index = index
+        self._table = table
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, StagedFile) and other._table is self._table and other.index == self.index
@@ -214,30 +193,7 @@ class StagedFile:
     def __repr__(self) -> str:
         return f"StagedFile({self.index}, {self.relative_path!r}, {self.size})"
 
-    # --- what the list said -----------------------------------------------------------------------
-
-    @property
-    def relative_path(self) -> str:
-        return self._table.paths[self.index]
-
-    @property
-    def size(self) -> int:
-        return self._table.sizes[self.index]
-
-    @property
-    def sha256(self) -> str | None:
-        """The whole-file hash the Hub listed (hex), or None."""
-        return self._table.given_hex(self.index)
-
-    @sha256.setter
-    def sha256(self, digest: str) -> None:
-        """The Hub listed a hash it did not have when the upload was staged (see `adopt_hashes`)."""
-        at = DIGEST_BYTES * self.index
-        self._table._given[at : at + DIGEST_BYTES] = bytes.fromhex(digest)
-        self._table._given_set[self.index] = 1
-
-    def given_digest(self) -> bytes | None:
-        return self._table.given_digest(self.index)
+    # --- where it is -----------------------------------------------------------------------------
 
     @property
     def tree(self) -> Path:

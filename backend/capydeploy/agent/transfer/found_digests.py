@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import ItemsView, Iterator, Mapping
 
-DIGEST_BYTES = 32
+from ...protocol.listing import DIGEST_BYTES
 
 
 class FoundDigests(Mapping[str, str]):

@@ -89,7 +89,7 @@ def read_manifest_matches(root: Path, game_name: str, listing: FileListing) -> a
     try:
         members, items = read_json_list(manifest_path(root, game_name), "files", _entry_matcher(listing, mtimes))
         with contextlib.closing(items):
-            if members.get("version") != MANIFEST_VERSION or members.get("gameName") != game_name:
+            if not _is_manifest_of(members, game_name):  # (its list read as `[]`)
                 return None
             for item in items:
                 if item is not _COMPARED:  # an entry this reading leaves alone: read it the plain way

@@ -908,7 +908,7 @@ class TransferService:
                 staged = table[index]
                 digest = self._finish_digest(session, staged)
                 staged.settle_digest(digest)
-            expected = table.given_digest(index)
+            expected = table.listing.given_digest(index)
             path = table.paths[index]
             if expected is None and (claim := claimed.get(path)) is not None:
                 expected = bytes.fromhex(claim)

@@ -71,13 +71,13 @@ def hashes_fit(staged: Sequence[ListedFile], requested: Sequence[ListedFile]) ->
 def adopt_hashes(session: UploadSession, requested: Sequence[ListedFile]) -> bool:
     """Take the hashes a resuming file list adds (see `hashes_fit`); True if the record changed."""
     changed = False
-    files = session.files  # they are the record's list too
+    listing = session.files.listing  # the record's list too
     for entry in requested:
         if entry.sha256 is None:
             continue
-        staged = files.find(entry.relative_path)
-        if staged is not None and staged.sha256 is None:
-            staged.sha256 = entry.sha256
+        index = listing.index_of(entry.relative_path)
+        if index is not None and listing.given_hex(index) is None:
+            listing.set_given(index, entry.sha256)
             changed = True
     return changed
 
