@@ -213,11 +213,13 @@ async def test_incremental_copies_where_hard_links_fail(
         raise OSError(errno.EXDEV, "Invalid cross-device link")
 
     monkeypatch.setattr(incremental.os, "link", no_links)
-    v1 = version(1)
-    reply = await service.init_upload(HUB, make_request("Game", v1))
-    assert reply.resume_from == {path: len(data) for path, data in v1.items()}
+    # One file changed, so the rest is carried (an unchanged game would be completed in place).
+    v2 = dict(version(1), **{"notes.txt": b"changed"})
+    reply = await service.init_upload(HUB, make_request("Game", v2))
+    assert reply.resume_from == {path: len(data) for path, data in v2.items() if path != "notes.txt"}
+    await send(service, frames_for(reply.upload_id, "notes.txt", v2["notes.txt"]))
     installed = await service.complete_upload(HUB, reply.upload_id)
-    assert {p: d for p, d in snapshot(installed.path).items() if not p.endswith("/")} == v1
+    assert {p: d for p, d in snapshot(installed.path).items() if not p.endswith("/")} == v2
 
 
 async def test_incremental_skips_files_edited_since_install(service: TransferService, games: Path) -> None:
@@ -241,17 +243,22 @@ async def test_a_carried_file_edited_before_completion_must_be_sent_again(
     service: TransferService, games: Path
 ) -> None:
     await installed_v1(service, games)
-    v1 = version(1)
-    reply = await service.init_upload(HUB, make_request("Game", v1))
+    # A file added, so the rest is carried by hard links (an unchanged game would be completed
+    # in place: test_transfer_in_place).
+    v2 = dict(version(1), **{"data/new.pak": b"new"})
+    reply = await service.init_upload(HUB, make_request("Game", v2))
     assert reply.resume_from is not None and reply.resume_from["notes.txt"] == 2
+    assert "data/new.pak" not in reply.resume_from
+    await send(service, frames_for(reply.upload_id, "data/new.pak", v2["data/new.pak"]))
     # The installed file (which shares its data with the staged one) changes underneath.
     os.utime(games / "Game" / "notes.txt", ns=(5, 5))
     with pytest.raises(ProtocolError) as caught:
         await service.complete_upload(HUB, reply.upload_id)
     assert "notes.txt" in caught.value.message
-    await send(service, frames_for(reply.upload_id, "notes.txt", v1["notes.txt"]))
+    await send(service, frames_for(reply.upload_id, "notes.txt", v2["notes.txt"]))
     installed = await service.complete_upload(HUB, reply.upload_id)
     assert (installed.path / "notes.txt").read_bytes() == b"v1"
+    assert (installed.path / "data/new.pak").read_bytes() == b"new"
 
 
 async def test_space_check_counts_only_what_must_still_be_sent(

@@ -62,14 +62,7 @@ def finalize_tree(tree: Path, files: TreeFiles, executable: str | None, writer: 
     the filesystem makes them all durable at once (the Agent runs on Linux; elsewhere, or if the
     writer cannot, every file is fsynced as for small games).
     """
-    # From the path strings: a Path per file would also intern every file name (pathlib does).
-    relative_folders: set[str] = set()
-    for path in files.paths:
-        parent = path.rpartition("/")[0]
-        while parent and parent not in relative_folders:
-            relative_folders.add(parent)
-            parent = parent.rpartition("/")[0]
-    folders = [tree, *(tree / folder for folder in relative_folders)]
+    folders = [tree, *(tree / folder for folder in listed_folders(files.paths))]
     whole_filesystem = files.written_count() > SYNCFS_FROM_FILES
     mtimes = array(
         "q",
@@ -99,9 +92,9 @@ def _finalize_file(
     is_executable = relative_path == executable
     if sealed:
         info = os.lstat(path)
-        if _mode_still_right(info, is_executable):
-            return info.st_mtime_ns
-    elif not fsync and program_head is not None:
+        settle_mode(path, stat.S_IMODE(info.st_mode), info.st_size, is_executable, writer)
+        return info.st_mtime_ns  # a chmod keeps the mtime
+    if not fsync and program_head is not None:
         # The usual case for a game of many files (one syncfs makes them durable): one lstat
         # tells the size and mode, no open and read back.
         info = os.lstat(path)
@@ -112,13 +105,12 @@ def _finalize_file(
             return info.st_mtime_ns
     handle = writer.open(Path(path))
     try:
-        if not sealed:
-            # Every byte is present, so the file already has its size; this only guards
-            # against a stray longer file left from an earlier attempt.
-            if os.fstat(handle).st_size != size:
-                writer.truncate(handle, size)
-            if fsync:
-                writer.fsync(handle)
+        # Every byte is present, so the file already has its size; this only guards against a
+        # stray longer file left from an earlier attempt.
+        if os.fstat(handle).st_size != size:
+            writer.truncate(handle, size)
+        if fsync:
+            writer.fsync(handle)
         head = writer.pread(handle, 4, 0) if size else b""
     finally:
         writer.close(handle)
@@ -127,10 +119,41 @@ def _finalize_file(
     return MTIME_UNSEEN
 
 
-def _mode_still_right(info: os.stat_result, is_executable: bool) -> bool:
+def listed_folders(paths: Iterable[str]) -> set[str]:
+    """Every folder the listed paths name, relative ("a" and "a/b" for "a/b/c.pak")."""
+    # From the path strings: a Path per file would also intern every file name (pathlib does).
+    folders: set[str] = set()
+    for path in paths:
+        parent = path.rpartition("/")[0]
+        while parent and parent not in folders:
+            folders.add(parent)
+            parent = parent.rpartition("/")[0]
+    return folders
+
+
+def settle_mode(path: str, mode: int, size: int, is_executable: bool, writer: FileWriter) -> bool:
+    """Give a file carried from the installed version (`mode`, its permission bits now) the mode
+    the rule gives it now; True if the mode changed. Only the executable setting can change it:
+    the file's first bytes tell whether a 0755 file is a program or was the old executable."""
+    if _mode_still_right(mode, is_executable):
+        return False
+    head = b""
+    if not is_executable and size:
+        handle = writer.open(Path(path))
+        try:
+            head = writer.pread(handle, 4, 0)
+        finally:
+            writer.close(handle)
+    new_mode = EXECUTABLE_MODE if is_executable or looks_like_program(head) else STAGED_FILE_MODE
+    if new_mode == mode:
+        return False
+    os.chmod(path, new_mode)
+    return True
+
+
+def _mode_still_right(mode: int, is_executable: bool) -> bool:
     """For a file shared with the installed version: its mode was set by the same rule from the
     same bytes, so it needs no look at its head unless the executable setting changed it."""
-    mode = stat.S_IMODE(info.st_mode)
     if is_executable:
         return mode == EXECUTABLE_MODE
     # 0644 means "no program header" (same bytes now); 0755 may be a program or the old executable.

@@ -16,6 +16,7 @@ import os
 import sys
 import threading
 import time
+from array import array
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from .filesystem import (
     write_all,
 )
 from .found_digests import FoundDigests
+from .in_place import all_recorded, installed_modes, settle_modes_in_place
 from .incremental import CarryPlan, CarryResult, carry_file, carry_items, plan_carry
 from .install import (
     SwapState,
@@ -290,7 +292,7 @@ class TransferService:
         """The rest of init_upload, under the lock: plan, check space, then (only then) write."""
         game_name = request.config.game_name
         layout = session.layout if session is not None else StagingLayout(root, new_upload_id())
-        plan, need = await self._run(None, _plan_upload, session, layout, game_name, files)
+        plan, need, in_place = await self._run(None, _plan_upload, session, layout, game_name, files)
         stale_sessions, stale_dormant = self._stale(hub_id, game_name, root, session)
         await self._check_space(root, need, stale_sessions, stale_dormant)
 
@@ -312,7 +314,9 @@ class TransferService:
             if session.record.executable != request.config.executable or hashes_added:
                 session.record.executable = request.config.executable
                 await self._run(session, write_session_record, session.layout, session.record)
-            if plan:
+            if in_place is not None:
+                await self._run(session, _hold_in_place, session, in_place)
+            elif plan:
                 await self._carry(session, plan)
             now = self._clock()
             session.last_active = now
@@ -403,6 +407,11 @@ class TransferService:
                 # Nothing of this upload writes any more: its idle write buffers need not sit
                 # through the checks and the install (the peak of a game of many files).
                 self._writer.release_buffers()
+                if session.in_place is not None:
+                    installed = await self._complete_in_place(session)
+                    if installed is not None:
+                        self._forget(session)
+                        return installed
                 await self._recheck_carried(session)
                 missing = await self._run(session, session.missing)
                 if missing:
@@ -410,7 +419,7 @@ class TransferService:
                 claimed = sha256 or {}
                 await self._run(session, _check_claimed_digests, session, claimed)
                 found = await self._verify_digests(session, claimed)
-                installed = await self._install_to_the_end(session, found)
+                installed = await self._install_to_the_end(session, self._install, session, found)
             except BaseException:
                 if session.state is SessionState.COMPLETING:
                     session.state = SessionState.ACTIVE
@@ -847,11 +856,13 @@ class TransferService:
         if self._completing.get(key) is job:
             del self._completing[key]
 
-    async def _install_to_the_end(self, session: UploadSession, found: FoundDigests) -> InstalledGame:
-        """`_install` in a worker, awaited to its end even through a cancellation: a swap cannot be
+    async def _install_to_the_end(
+        self, session: UploadSession, install: Callable[..., InstalledGame], *args: Any
+    ) -> InstalledGame:
+        """`install` in a worker, awaited to its end even through a cancellation: a swap cannot be
         stopped halfway, and until it is over the lock stays held and the session COMPLETING. The
         cancellation is raised afterwards, with the session forgotten if the install went through."""
-        waiter = asyncio.wrap_future(self._submit(session, self._install, session, found))
+        waiter = asyncio.wrap_future(self._submit(session, install, *args))
         cancelled = False
         while not waiter.done():
             try:
@@ -863,6 +874,39 @@ class TransferService:
                 self._forget(session)
             raise asyncio.CancelledError
         return waiter.result()
+
+    async def _complete_in_place(self, session: UploadSession) -> InstalledGame | None:
+        """Complete an upload whose files the installed folder already holds (see in_place), or,
+        if that folder changed since init_upload, return None with the files carried the usual
+        way (what can no longer be carried is then missing)."""
+        assert session.in_place is not None
+        listing = session.files.listing
+        modes = await self._run(session, installed_modes, session.target, listing, session.in_place)
+        if modes is not None:
+            return await self._install_to_the_end(session, self._install_in_place, session, modes)
+        log.info("%r changed since the upload began: its files are carried the usual way", session.game_name)
+        session.in_place = None
+        await self._run(session, _release_in_place, session)
+        plan, _, _ = await self._run(session, _plan_upload, session, session.layout, session.game_name, listing)
+        if plan:
+            await self._carry(session, plan)
+        return None
+
+    def _install_in_place(self, session: UploadSession, modes: array[int]) -> InstalledGame:
+        """Worker job: the installed folder is the new version; set its modes, remove staging."""
+        target = session.target
+        self._check_target(session.root, target)  # again: the folder may have changed since init
+        try:
+            settle_modes_in_place(target, session.files.listing, modes, session.record.executable, self._writer)
+        except OSError as exc:
+            raise _os_error(f"could not set the modes of the files in {target}", exc) from None
+        _quietly(_close_files, session)
+        try:
+            self._delete_later(trash_staging(session.layout, target))
+        except OSError as exc:
+            log.warning("could not remove staging folder %s: %s", session.layout.folder, exc)
+            self._leftovers.add(session.layout)
+        return self._installed(session, FoundDigests())
 
     async def _recheck_carried(self, session: UploadSession) -> None:
         """A hard-linked file shares data with the installed game; if that changed since, send it again."""
@@ -976,6 +1020,11 @@ class TransferService:
         except OSError as exc:
             log.warning("could not remove staging folder %s: %s", layout.folder, exc)
             self._leftovers.add(layout)
+        return self._installed(session, found)
+
+    def _installed(self, session: UploadSession, found: FoundDigests) -> InstalledGame:
+        """Worker job's end: the installed game, and the upload's records freed."""
+        target = session.target
         executable = session.record.executable
         file_count = len(session.files)
         session.release_files()  # here, not on the loop when the session is dropped
@@ -1093,6 +1142,21 @@ def _check_claimed_digests(session: UploadSession, claimed: Mapping[str, str]) -
             raise ProtocolError(
                 ErrorCode.BAD_REQUEST, f"sha256: the hash of {path!r} differs from the one in init_upload"
             )
+
+
+def _hold_in_place(session: UploadSession, mtimes: array[int]) -> None:
+    """Worker job: every file counts as held, its data the installed copy's (see in_place): sealed,
+    so a chunk sent for it anyway is checked and acknowledged, never written."""
+    for staged in session.files:
+        session.add_held(staged, 0, staged.size)
+        staged.sealed = True
+    session.in_place = mtimes
+
+
+def _release_in_place(session: UploadSession) -> None:
+    """Worker job: the installed folder changed; no file counts as held any more."""
+    for staged in session.files:
+        session.reset_file(staged)
 
 
 def _record_carried(session: UploadSession, staged: StagedFile, result: CarryResult | None) -> None:
@@ -1220,8 +1284,9 @@ def _progress_of(session: UploadSession) -> UploadProgressInfo:
 
 def _plan_upload(
     session: UploadSession | None, layout: StagingLayout, game_name: str, files: FileListing
-) -> tuple[CarryPlan, int]:
-    """Which files the installed version can supply, and how many bytes must still arrive.
+) -> tuple[CarryPlan, int, array[int] | None]:
+    """Which files the installed version can supply, how many bytes must still arrive, and for a
+    new upload the installed folder already holds exactly (in_place), each file's recorded mtime.
 
     For a new upload, plans over the request's file list (the session will list the same files in
     the same order), before anything is written.
@@ -1232,12 +1297,14 @@ def _plan_upload(
         matches = read_manifest_matches(layout.root, game_name, table.listing)
         plan = plan_carry(table.incomplete_rows(), table.listing, matches, target)
         carried = sum(table.sizes[i] - held_total(table[i].held) for i in plan.indices)
-        return plan, session.total_bytes - session.held_bytes - carried
+        return plan, session.total_bytes - session.held_bytes - carried, None
     matches = read_manifest_matches(layout.root, game_name, files)
     fresh = (index for index, size in enumerate(files.sizes) if size > 0)
+    if matches is not None and all_recorded(files, matches) and installed_modes(target, files, matches) is not None:
+        return CarryPlan("", array("q")), 0, matches  # the installed folder is the new version
     plan = plan_carry(fresh, files, matches, target)
     carried = sum(files.sizes[i] for i in plan.indices)
-    return plan, sum(files.sizes) - carried
+    return plan, sum(files.sizes) - carried, None
 
 
 def _describe_missing(missing: list[MissingFile]) -> str:

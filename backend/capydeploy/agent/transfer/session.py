@@ -150,6 +150,9 @@ class UploadSession:
         # Made by the caller from the same list (init_upload's, or the record's after a restart):
         # made again here, its sorted copy of the list would add to the peak of a game of many files.
         self.signature = signature
+        # Completed in place (see in_place): each file's mtime in the installed folder, which
+        # already holds every file of the upload and nothing else; None for a usual upload.
+        self.in_place: array[int] | None = None
         self._calls = 0
         self._idle = asyncio.Event()
         self._idle.set()

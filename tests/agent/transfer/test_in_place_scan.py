@@ -1,0 +1,122 @@
+"""`installed_modes`: a game folder counts as the new version only if it holds exactly the listed
+files, each unchanged since the manifest recorded it. Property-based: random trees, each left
+alone or changed in one way."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from array import array
+from pathlib import Path
+
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from capydeploy.agent.transfer.in_place import all_recorded, installed_modes
+from capydeploy.agent.transfer.manifest import MTIME_UNSEEN
+from capydeploy.protocol.listing import FileListing
+from capydeploy.protocol.messages import UploadFile
+
+NAMES = st.sampled_from(["a", "b", "c.pak", "Ü", "d e", "x" * 40])
+PATHS = st.lists(NAMES, min_size=1, max_size=4).map("/".join)
+CHANGES = [
+    "none",
+    "extra file",
+    "extra folder",
+    "extra symlink",
+    "file removed",
+    "size changed",
+    "mtime changed",
+    "file made a symlink",
+    "file made a folder",
+    "file made a fifo",
+]
+
+
+def _no_file_is_a_folder(paths: list[str]) -> bool:
+    return not any(other.startswith(path + "/") for path in paths for other in paths)
+
+
+GAMES = st.lists(st.tuples(PATHS, st.integers(0, 3)), min_size=1, max_size=12, unique_by=lambda item: item[0]).filter(
+    lambda files: _no_file_is_a_folder([path for path, _ in files])
+)
+
+
+def _build(game: Path, files: list[tuple[str, int]]) -> array[int]:
+    """Make the game folder; the mtimes a manifest would have recorded, by row."""
+    game.mkdir()
+    mtimes = array("q")
+    for path, size in files:
+        target = game / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"z" * size)
+        mtimes.append(os.lstat(target).st_mtime_ns)
+    return mtimes
+
+
+def _change(game: Path, files: list[tuple[str, int]], change: str, pick: int) -> None:
+    path, size = files[pick % len(files)]
+    target = game / path
+    if change == "extra file":
+        (target.parent / "extra.bin").write_bytes(b"")
+    elif change == "extra folder":
+        (target.parent / "extra").mkdir()
+    elif change == "extra symlink":
+        (target.parent / "extra").symlink_to(target)
+    elif change == "file removed":
+        target.unlink()
+    elif change == "size changed":
+        target.write_bytes(b"z" * (size + 1))
+    elif change == "mtime changed":
+        assume(size > 0)  # an empty file has no bytes to change: its mtime does not matter
+        info = os.lstat(target)
+        os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns + 1))
+    elif change == "file made a symlink":
+        info = os.lstat(target)
+        outside = game.parent / "outside"
+        outside.write_bytes(b"z" * size)
+        os.utime(outside, ns=(info.st_atime_ns, info.st_mtime_ns))
+        target.unlink()
+        target.symlink_to(outside)
+    elif change == "file made a folder":
+        target.unlink()
+        target.mkdir()
+    elif change == "file made a fifo":
+        target.unlink()
+        os.mkfifo(target)  # 0 bytes, like an empty file: only its type tells
+
+
+@settings(max_examples=300, deadline=None)
+@given(files=GAMES, change=st.sampled_from(CHANGES), pick=st.integers(0, 100))
+def test_only_an_untouched_folder_is_the_new_version(files: list[tuple[str, int]], change: str, pick: int) -> None:
+    listing = FileListing.of([UploadFile.unchecked(path, size, None) for path, size in files])
+    with tempfile.TemporaryDirectory() as scratch:
+        game = Path(scratch) / "Game"
+        mtimes = _build(game, files)
+        _change(game, files, change, pick)
+        modes = installed_modes(game, listing, mtimes)
+        if change != "none":
+            assert modes is None
+            return
+        assert modes is not None
+        assert list(modes) == [stat.S_IMODE(os.lstat(game / path).st_mode) for path, _ in files]
+
+
+def test_a_symlinked_or_missing_game_folder_is_never_the_new_version(tmp_path: Path) -> None:
+    listing = FileListing.of([UploadFile.unchecked("a.bin", 1, None)])
+    real = tmp_path / "Real"
+    mtimes = _build(real, [("a.bin", 1)])
+    assert installed_modes(real, listing, mtimes) is not None
+    (tmp_path / "Game").symlink_to(real, target_is_directory=True)
+    assert installed_modes(tmp_path / "Game", listing, mtimes) is None
+    assert installed_modes(tmp_path / "Missing", listing, mtimes) is None
+
+
+@given(sizes=st.lists(st.integers(0, 3), min_size=1, max_size=20), data=st.data())
+def test_all_recorded_means_every_file_with_bytes_is_in_the_manifest(sizes: list[int], data: st.DataObject) -> None:
+    listing = FileListing.of([UploadFile.unchecked(f"f{row}", size, None) for row, size in enumerate(sizes)])
+    unseen = data.draw(st.lists(st.booleans(), min_size=len(sizes), max_size=len(sizes)))
+    mtimes = array("q", [MTIME_UNSEEN if missing else 7 for missing in unseen])
+    expected = not any(missing and size for missing, size in zip(unseen, sizes, strict=True))
+    assert all_recorded(listing, mtimes) is expected

@@ -1,0 +1,250 @@
+"""A redeploy that changes nothing is completed in place: the installed folder stays, nothing is
+linked, swapped or deleted; any change to that folder before completion falls back to the usual
+carry, and nothing is ever lost."""
+
+from __future__ import annotations
+
+import os
+import random
+import stat
+from pathlib import Path
+
+import pytest
+
+from capydeploy.agent.transfer import TransferService
+from capydeploy.agent.transfer.manifest import manifest_path
+from capydeploy.protocol.errors import ErrorCode, ProtocolError
+from tests.agent.transfer.conftest import ServiceFactory
+from tests.agent.transfer.transfer_helpers import (
+    CHUNK,
+    HUB,
+    frame,
+    frames_for,
+    make_request,
+    send,
+    snapshot,
+    staging_root,
+    upload,
+)
+
+
+def version(seed: int) -> dict[str, bytes]:
+    rng = random.Random(seed)
+    return {
+        "game.exe": rng.randbytes(3 * CHUNK + 1),
+        "data/level1.pak": rng.randbytes(4 * CHUNK),
+        "data/deep/level2.pak": rng.randbytes(2 * CHUNK + 7),
+        "run.sh": b"#!/bin/sh\nexec ./game.exe\n",
+        "empty.cfg": b"",
+        "notes.txt": b"v%d" % seed,
+    }
+
+
+def inodes(folder: Path) -> dict[str, int]:
+    """Every entry under `folder` (and the folder itself, as ".") with its inode number."""
+    found = {".": os.lstat(folder).st_ino}
+    for dirpath, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = Path(dirpath, name)
+            found[path.relative_to(folder).as_posix()] = os.lstat(path).st_ino
+    return found
+
+
+def modes(folder: Path) -> dict[str, int]:
+    return {
+        Path(dirpath, name).relative_to(folder).as_posix(): stat.S_IMODE(os.lstat(Path(dirpath, name)).st_mode)
+        for dirpath, _, files in os.walk(folder)
+        for name in files
+    }
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {path: data for path, data in snapshot(folder).items() if not path.endswith("/")}
+
+
+def everything(files: dict[str, bytes]) -> dict[str, int]:
+    return {path: len(data) for path, data in files.items()}
+
+
+async def install_v1(service: TransferService, games: Path) -> Path:
+    return await upload(service, "Game", version(1), exe="game.exe")
+
+
+async def test_an_unchanged_redeploy_keeps_the_installed_folder(service: TransferService, games: Path) -> None:
+    game = await install_v1(service, games)
+    before, manifest_before = inodes(game), manifest_path(games, "Game").read_bytes()
+    for _ in range(2):  # and again: the manifest still vouches for every file
+        reply = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+        assert reply.resume_from == everything(version(1))
+        # Nothing was linked into staging: its tree holds no file.
+        staged_tree = staging_root(games) / reply.upload_id / "tree"
+        assert [name for _, _, names in os.walk(staged_tree) for name in names if name != "empty.cfg"] == []
+        installed = await service.complete_upload(HUB, reply.upload_id)
+        assert installed.path == game and installed.file_count == len(version(1))
+        assert installed.found_sha256 == {}
+        # The same folder and the same files: nothing swapped, linked or rewritten.
+        assert inodes(game) == before
+        assert files_of(game) == version(1)
+        assert manifest_path(games, "Game").read_bytes() == manifest_before
+        assert list(staging_root(games).iterdir()) == []
+        assert service.progress() is None
+
+
+async def test_a_changed_executable_is_set_in_place(service: TransferService, games: Path) -> None:
+    game = await install_v1(service, games)
+    assert modes(game) == {
+        "game.exe": 0o755, "run.sh": 0o755, "data/level1.pak": 0o644,
+        "data/deep/level2.pak": 0o644, "empty.cfg": 0o644, "notes.txt": 0o644,
+    }  # fmt: skip
+    before = inodes(game)
+    reply = await service.init_upload(HUB, make_request("Game", version(1), exe="data/level1.pak"))
+    installed = await service.complete_upload(HUB, reply.upload_id)
+    assert installed.executable == game / "data/level1.pak"
+    assert inodes(game) == before
+    # The new executable is 0755; the old one is no program by its bytes: 0644; a script stays 0755.
+    assert modes(game) == {
+        "game.exe": 0o644, "run.sh": 0o755, "data/level1.pak": 0o755,
+        "data/deep/level2.pak": 0o644, "empty.cfg": 0o644, "notes.txt": 0o644,
+    }  # fmt: skip
+    # A folder an install would make 0755 is made so again.
+    os.chmod(game / "data", 0o700)
+    reply = await service.init_upload(HUB, make_request("Game", version(1), exe="data/level1.pak"))
+    await service.complete_upload(HUB, reply.upload_id)
+    assert stat.S_IMODE(os.lstat(game / "data").st_mode) == 0o755
+    assert inodes(game) == before
+
+
+@pytest.mark.parametrize(
+    "extra",
+    ["a file", "an empty folder", "a symlink", "a listed file replaced by a symlink", "a folder as the game"],
+)
+async def test_a_folder_holding_more_than_the_list_is_installed_the_usual_way(
+    service: TransferService, games: Path, tmp_path: Path, extra: str
+) -> None:
+    game = await install_v1(service, games)
+    if extra == "a file":
+        (game / "data" / "save.dat").write_bytes(b"progress")
+    elif extra == "an empty folder":
+        (game / "data" / "mods").mkdir()
+    elif extra == "a symlink":
+        (game / "link").symlink_to(tmp_path)
+    elif extra == "a listed file replaced by a symlink":
+        outside = tmp_path / "notes.txt"
+        outside.write_bytes(b"v1")
+        stamp = os.lstat(game / "notes.txt")
+        os.utime(outside, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+        (game / "notes.txt").unlink()
+        (game / "notes.txt").symlink_to(outside)
+    else:
+        moved = games / "Elsewhere"
+        game.rename(moved)
+        game.symlink_to(moved, target_is_directory=True)
+    folder_inode = os.lstat(game).st_ino
+    await upload(service, "Game", version(1), exe="game.exe")
+    # Swapped as any install is: the folder is new and holds the listed files and nothing else.
+    assert os.lstat(game).st_ino != folder_inode
+    assert stat.S_ISDIR(os.lstat(game).st_mode)
+    assert snapshot(game) == snapshot_of(version(1))
+
+
+def snapshot_of(files: dict[str, bytes]) -> dict[str, bytes]:
+    expected = dict(files)
+    for path in files:
+        parent = path.rpartition("/")[0]
+        while parent:
+            expected[parent + "/"] = b"<dir>"
+            parent = parent.rpartition("/")[0]
+    return expected
+
+
+async def test_a_file_edited_before_completion_must_be_sent_again(service: TransferService, games: Path) -> None:
+    game = await install_v1(service, games)
+    reply = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    assert reply.resume_from == everything(version(1))
+    os.utime(game / "notes.txt", ns=(5, 5))  # edited (same size) while the Hub was about to complete
+    with pytest.raises(ProtocolError) as caught:
+        await service.complete_upload(HUB, reply.upload_id)
+    assert caught.value.code == ErrorCode.BAD_REQUEST
+    assert caught.value.message.startswith("upload incomplete") and "notes.txt" in caught.value.message
+    assert files_of(game) == version(1)  # nothing lost meanwhile
+    # The rest is now carried the usual way; the file sent again completes the upload.
+    again = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    assert again.upload_id == reply.upload_id
+    assert again.resume_from == {path: size for path, size in everything(version(1)).items() if path != "notes.txt"}
+    await send(service, frames_for(reply.upload_id, "notes.txt", version(1)["notes.txt"]))
+    installed = await service.complete_upload(HUB, reply.upload_id)
+    assert files_of(installed.path) == version(1)
+    assert os.lstat(installed.path / "notes.txt").st_mtime_ns != 5
+
+
+async def test_a_file_added_before_completion_is_left_out_as_by_any_install(
+    service: TransferService, games: Path
+) -> None:
+    game = await install_v1(service, games)
+    level_inode = os.lstat(game / "data/level1.pak").st_ino
+    reply = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    (game / "stray.tmp").write_bytes(b"x")
+    installed = await service.complete_upload(HUB, reply.upload_id)  # every file could be carried
+    assert snapshot(installed.path) == snapshot_of(version(1))
+    assert os.lstat(installed.path / "data/level1.pak").st_ino == level_inode  # linked, not sent
+    assert list(staging_root(games).iterdir()) == []
+
+
+async def test_a_file_removed_before_completion_is_reported_missing(service: TransferService, games: Path) -> None:
+    game = await install_v1(service, games)
+    reply = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    (game / "data/deep/level2.pak").unlink()
+    with pytest.raises(ProtocolError, match=r"data/deep/level2\.pak"):
+        await service.complete_upload(HUB, reply.upload_id)
+    await send(service, frames_for(reply.upload_id, "data/deep/level2.pak", version(1)["data/deep/level2.pak"]))
+    installed = await service.complete_upload(HUB, reply.upload_id)
+    assert files_of(installed.path) == version(1)
+
+
+async def test_a_chunk_sent_anyway_is_checked_and_never_written(service: TransferService, games: Path) -> None:
+    game = await install_v1(service, games)
+    before = inodes(game)
+    reply = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    data = version(1)["game.exe"][:CHUNK]
+    ack = await service.write_chunk(HUB, frame(reply.upload_id, "game.exe", 0, data))
+    assert ack.total_written == sum(everything(version(1)).values())
+    with pytest.raises(ProtocolError) as caught:
+        await service.write_chunk(HUB, frame(reply.upload_id, "game.exe", 0, data, checksum="0" * 64))
+    assert caught.value.code == ErrorCode.BAD_REQUEST
+    await service.complete_upload(HUB, reply.upload_id)
+    assert inodes(game) == before and files_of(game) == version(1)
+
+
+async def test_a_dropped_connection_resumes_the_same_upload(service: TransferService, games: Path) -> None:
+    game = await install_v1(service, games)
+    before = inodes(game)
+    first = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    again = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    assert again.upload_id == first.upload_id and again.resume_from == everything(version(1))
+    await service.complete_upload(HUB, again.upload_id)
+    assert inodes(game) == before
+
+
+async def test_cancel_leaves_the_installed_folder_alone(service: TransferService, games: Path) -> None:
+    game = await install_v1(service, games)
+    before = inodes(game)
+    reply = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    await service.cancel_upload(HUB, reply.upload_id)
+    assert inodes(game) == before and files_of(game) == version(1)
+    assert list(staging_root(games).iterdir()) == []
+
+
+async def test_after_an_agent_restart_the_upload_is_carried_the_usual_way(
+    make_service: ServiceFactory, games: Path
+) -> None:
+    before_restart = make_service()
+    game = await install_v1(before_restart, games)
+    level_inode = os.lstat(game / "data/level1.pak").st_ino
+    first = await before_restart.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    # No close(): the Agent is killed. The new one finds the staged upload on disk.
+    after_restart = make_service()
+    again = await after_restart.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    assert again.upload_id == first.upload_id and again.resume_from == everything(version(1))
+    installed = await after_restart.complete_upload(HUB, again.upload_id)
+    assert files_of(installed.path) == version(1)
+    assert os.lstat(installed.path / "data/level1.pak").st_ino == level_inode  # carried, not sent
