@@ -87,6 +87,10 @@ async def test_zero_byte_game(agent: Agent, paired_hub: HubClient, tmp_path: Pat
     assert result.bytes_sent == 0
 
 
+def inodes(folder: Path) -> dict[Path, int]:
+    return {path: os.lstat(path).st_ino for path in [folder, *folder.rglob("*")]}
+
+
 async def test_incremental_redeploy_sends_only_changed_files(
     agent: Agent, paired_hub: HubClient, tmp_path: Path
 ) -> None:
@@ -101,8 +105,12 @@ async def test_incremental_redeploy_sends_only_changed_files(
     assert second.bytes_sent == len(changed) + len(b"new file")
     assert second.bytes_skipped == 7 * 256 * 1024
     assert tree(agent.install_dir / "Inc") == tree(game)
+    # Nothing changed: completed in place, the installed folder and its files stay as they are.
+    installed = inodes(agent.install_dir / "Inc")
     third = await paired_hub.deploy(game, options("Inc"))
     assert third.bytes_sent == 0
+    assert inodes(agent.install_dir / "Inc") == installed
+    assert tree(agent.install_dir / "Inc") == tree(game)
 
 
 @pytest.mark.parametrize("phase", ["uploading", "installing"])
