@@ -13,7 +13,9 @@ import pytest
 
 from capydeploy.agent.transfer import TransferService
 from capydeploy.agent.transfer.manifest import manifest_path
+from capydeploy.protocol.constants import SHA256_MISMATCH
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
+from capydeploy.protocol.messages import InitUpload, UploadFile
 from tests.agent.transfer.conftest import ServiceFactory
 from tests.agent.transfer.transfer_helpers import (
     CHUNK,
@@ -22,6 +24,7 @@ from tests.agent.transfer.transfer_helpers import (
     frames_for,
     make_request,
     send,
+    sha,
     snapshot,
     staging_root,
     upload,
@@ -248,3 +251,38 @@ async def test_after_an_agent_restart_the_upload_is_carried_the_usual_way(
     installed = await after_restart.complete_upload(HUB, again.upload_id)
     assert files_of(installed.path) == version(1)
     assert os.lstat(installed.path / "data/level1.pak").st_ino == level_inode  # carried, not sent
+
+
+def request_without_empty_hashes(files: dict[str, bytes]) -> InitUpload:
+    """As a Hub may list them: every file with its hash but the empty ones."""
+    request = make_request("Game", files, exe="game.exe")
+    request.files = [
+        UploadFile(relative_path=entry.relative_path, size=entry.size, sha256=entry.sha256 if entry.size else None)
+        for entry in request.files
+    ]
+    return request
+
+
+async def test_hashes_given_at_completion_are_checked_as_for_any_upload(
+    service: TransferService, games: Path
+) -> None:
+    game = await install_v1(service, games)
+    before = inodes(game)
+    reply = await service.init_upload(HUB, request_without_empty_hashes(version(1)))
+    with pytest.raises(ProtocolError, match=r"is not a file of this upload"):
+        await service.complete_upload(HUB, reply.upload_id, {"other.bin": sha(b"")})
+    with pytest.raises(ProtocolError, match=r"differs from the one in init_upload"):
+        await service.complete_upload(HUB, reply.upload_id, {"notes.txt": sha(b"v2")})
+    # The Agent reports the hash of the file listed without one (result_sha256), as any install does.
+    installed = await service.complete_upload(HUB, reply.upload_id)
+    assert dict(installed.found_sha256) == {"empty.cfg": sha(b"")}
+    assert inodes(game) == before
+    # The right hash for it is taken; a wrong one is answered as for any upload, and nothing is lost.
+    reply = await service.init_upload(HUB, request_without_empty_hashes(version(1)))
+    installed = await service.complete_upload(HUB, reply.upload_id, {"empty.cfg": sha(b"")})
+    assert dict(installed.found_sha256) == {} and inodes(game) == before
+    reply = await service.init_upload(HUB, request_without_empty_hashes(version(1)))
+    with pytest.raises(ProtocolError) as caught:
+        await service.complete_upload(HUB, reply.upload_id, {"empty.cfg": sha(b"x")})
+    assert caught.value.message.startswith(SHA256_MISMATCH) and "empty.cfg" in caught.value.message
+    assert files_of(game) == version(1)

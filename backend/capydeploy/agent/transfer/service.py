@@ -407,8 +407,10 @@ class TransferService:
                 # Nothing of this upload writes any more: its idle write buffers need not sit
                 # through the checks and the install (the peak of a game of many files).
                 self._writer.release_buffers()
+                claimed = sha256 or {}
                 if session.in_place is not None:
-                    installed = await self._complete_in_place(session)
+                    await self._run(session, _check_claimed_digests, session, claimed)
+                    installed = await self._complete_in_place(session, claimed)
                     if installed is not None:
                         self._forget(session)
                         return installed
@@ -416,7 +418,6 @@ class TransferService:
                 missing = await self._run(session, session.missing)
                 if missing:
                     raise ProtocolError(ErrorCode.BAD_REQUEST, _describe_missing(missing))
-                claimed = sha256 or {}
                 await self._run(session, _check_claimed_digests, session, claimed)
                 found = await self._verify_digests(session, claimed)
                 installed = await self._install_to_the_end(session, self._install, session, found)
@@ -875,15 +876,18 @@ class TransferService:
             raise asyncio.CancelledError
         return waiter.result()
 
-    async def _complete_in_place(self, session: UploadSession) -> InstalledGame | None:
+    async def _complete_in_place(self, session: UploadSession, claimed: Mapping[str, str]) -> InstalledGame | None:
         """Complete an upload whose files the installed folder already holds (see in_place), or,
         if that folder changed since init_upload, return None with the files carried the usual
         way (what can no longer be carried is then missing)."""
         assert session.in_place is not None
         listing = session.files.listing
         modes = await self._run(session, installed_modes, session.target, listing, session.in_place)
-        if modes is not None:
-            return await self._install_to_the_end(session, self._install_in_place, session, modes)
+        found = _found_in_place(listing, claimed)
+        if modes is not None and found is not None:
+            return await self._install_to_the_end(session, self._install_in_place, session, modes, found)
+        # (A hash complete_upload gave for an empty file that is not the empty file's: the usual
+        # checks answer it.)
         log.info("%r changed since the upload began: its files are carried the usual way", session.game_name)
         session.in_place = None
         await self._run(session, _release_in_place, session)
@@ -892,7 +896,7 @@ class TransferService:
             await self._carry(session, plan)
         return None
 
-    def _install_in_place(self, session: UploadSession, modes: array[int]) -> InstalledGame:
+    def _install_in_place(self, session: UploadSession, modes: array[int], found: FoundDigests) -> InstalledGame:
         """Worker job: the installed folder is the new version; set its modes, remove staging."""
         target = session.target
         self._check_target(session.root, target)  # again: the folder may have changed since init
@@ -906,7 +910,7 @@ class TransferService:
         except OSError as exc:
             log.warning("could not remove staging folder %s: %s", session.layout.folder, exc)
             self._leftovers.add(session.layout)
-        return self._installed(session, FoundDigests())
+        return self._installed(session, found)
 
     async def _recheck_carried(self, session: UploadSession) -> None:
         """A hard-linked file shares data with the installed game; if that changed since, send it again."""
@@ -1151,6 +1155,26 @@ def _hold_in_place(session: UploadSession, mtimes: array[int]) -> None:
         session.add_held(staged, 0, staged.size)
         staged.sealed = True
     session.in_place = mtimes
+
+
+_EMPTY_DIGEST = hashlib.sha256(b"").digest()
+
+
+def _found_in_place(listing: FileListing, claimed: Mapping[str, str]) -> FoundDigests | None:
+    """The hashes an upload completed in place reports (`result_sha256`): those of the files the
+    Hub gave none for, which are empty files (every file with bytes came with its hash). None if
+    `claimed` gives one of them a hash that is not the empty file's."""
+    found = FoundDigests()
+    for index, given in enumerate(listing.given_set):
+        if given:
+            continue
+        path = listing.paths[index]
+        claim = claimed.get(path)
+        if claim is None:
+            found.add(path, _EMPTY_DIGEST)
+        elif claim != _EMPTY_DIGEST.hex():
+            return None
+    return found
 
 
 def _release_in_place(session: UploadSession) -> None:
