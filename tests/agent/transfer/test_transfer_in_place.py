@@ -22,6 +22,7 @@ from tests.agent.transfer.transfer_helpers import (
     HUB,
     frame,
     frames_for,
+    game_version,
     make_request,
     send,
     sha,
@@ -32,14 +33,12 @@ from tests.agent.transfer.transfer_helpers import (
 
 
 def version(seed: int) -> dict[str, bytes]:
-    rng = random.Random(seed)
+    """The usual small game, with a folder two deep, a launcher script and an empty file."""
     return {
-        "game.exe": rng.randbytes(3 * CHUNK + 1),
-        "data/level1.pak": rng.randbytes(4 * CHUNK),
-        "data/deep/level2.pak": rng.randbytes(2 * CHUNK + 7),
+        **game_version(seed),
+        "data/deep/level3.pak": random.Random(seed).randbytes(CHUNK + 3),
         "run.sh": b"#!/bin/sh\nexec ./game.exe\n",
         "empty.cfg": b"",
-        "notes.txt": b"v%d" % seed,
     }
 
 
@@ -97,7 +96,7 @@ async def test_a_changed_executable_is_set_in_place(service: TransferService, ga
     game = await install_v1(service, games)
     assert modes(game) == {
         "game.exe": 0o755, "run.sh": 0o755, "data/level1.pak": 0o644,
-        "data/deep/level2.pak": 0o644, "empty.cfg": 0o644, "notes.txt": 0o644,
+        "data/level2.pak": 0o644, "data/deep/level3.pak": 0o644, "empty.cfg": 0o644, "notes.txt": 0o644,
     }  # fmt: skip
     before = inodes(game)
     reply = await service.init_upload(HUB, make_request("Game", version(1), exe="data/level1.pak"))
@@ -107,7 +106,7 @@ async def test_a_changed_executable_is_set_in_place(service: TransferService, ga
     # The new executable is 0755; the old one is no program by its bytes: 0644; a script stays 0755.
     assert modes(game) == {
         "game.exe": 0o644, "run.sh": 0o755, "data/level1.pak": 0o755,
-        "data/deep/level2.pak": 0o644, "empty.cfg": 0o644, "notes.txt": 0o644,
+        "data/level2.pak": 0o644, "data/deep/level3.pak": 0o644, "empty.cfg": 0o644, "notes.txt": 0o644,
     }  # fmt: skip
     # A folder an install would make 0755 is made so again.
     os.chmod(game / "data", 0o700)
@@ -196,10 +195,10 @@ async def test_a_file_added_before_completion_is_left_out_as_by_any_install(
 async def test_a_file_removed_before_completion_is_reported_missing(service: TransferService, games: Path) -> None:
     game = await install_v1(service, games)
     reply = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
-    (game / "data/deep/level2.pak").unlink()
-    with pytest.raises(ProtocolError, match=r"data/deep/level2\.pak"):
+    (game / "data/deep/level3.pak").unlink()
+    with pytest.raises(ProtocolError, match=r"data/deep/level3\.pak"):
         await service.complete_upload(HUB, reply.upload_id)
-    await send(service, frames_for(reply.upload_id, "data/deep/level2.pak", version(1)["data/deep/level2.pak"]))
+    await send(service, frames_for(reply.upload_id, "data/deep/level3.pak", version(1)["data/deep/level3.pak"]))
     installed = await service.complete_upload(HUB, reply.upload_id)
     assert files_of(installed.path) == version(1)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import random
 from pathlib import Path
 
 import pytest
@@ -27,16 +26,9 @@ from tests.agent.transfer.transfer_helpers import (
     staging_root,
     upload,
 )
-
-
-def version(seed: int) -> dict[str, bytes]:
-    rng = random.Random(seed)
-    return {
-        "game.exe": rng.randbytes(3 * CHUNK + 1),
-        "data/level1.pak": rng.randbytes(4 * CHUNK),
-        "data/level2.pak": rng.randbytes(2 * CHUNK + 7),
-        "notes.txt": b"v%d" % seed,
-    }
+from tests.agent.transfer.transfer_helpers import (
+    game_version as version,
+)
 
 
 async def installed_v1(service: TransferService, games: Path) -> dict[str, bytes]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import random
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -39,6 +40,18 @@ def make_request(
             for path, data in files.items()
         ],
     )
+
+
+def game_version(seed: int) -> dict[str, bytes]:
+    """A small game whose version `seed` differs from others in notes.txt (and nowhere else if the
+    seed is the same): an executable, files in a folder, some of several chunks."""
+    rng = random.Random(seed)
+    return {
+        "game.exe": rng.randbytes(3 * CHUNK + 1),
+        "data/level1.pak": rng.randbytes(4 * CHUNK),
+        "data/level2.pak": rng.randbytes(2 * CHUNK + 7),
+        "notes.txt": b"v%d" % seed,
+    }
 
 
 def frame(upload_id: str, path: str, offset: int, data: bytes, checksum: str | None = "auto") -> ChunkFrame:
