@@ -113,6 +113,33 @@ async def test_incremental_redeploy_sends_only_changed_files(
     assert tree(agent.install_dir / "Inc") == tree(game)
 
 
+@pytest.mark.parametrize("changed", ["nothing", "one file"])
+async def test_an_installed_file_changed_before_completion_is_sent_again(
+    agent: Agent, paired_hub: HubClient, tmp_path: Path, changed: str
+) -> None:
+    # The Agent was to keep or carry the installed copies; one is touched (a game rewriting its own
+    # config) after init_upload. Completion reports it missing; the Hub sends it in one more pass.
+    files = {f"data/f{i}.bin": os.urandom(64 * 1024) for i in range(6)}
+    game = make_game(tmp_path / "Touched", files)
+    await paired_hub.deploy(game, options("Touched"))
+    if changed == "one file":
+        (game / "data/f5.bin").write_bytes(b"new")
+        files["data/f5.bin"] = b"new"
+    installed = agent.install_dir / "Touched"
+    touched: list[str] = []
+
+    def touch_before_completion(progress: DeployProgress) -> None:
+        if progress.phase == "installing" and not touched:
+            os.utime(installed / "data/f1.bin", ns=(7, 7))
+            touched.append("data/f1.bin")
+
+    result = await paired_hub.deploy(game, options("Touched"), progress=touch_before_completion)
+    assert touched
+    assert tree(installed) == files
+    sent = len(files["data/f1.bin"]) + (len(b"new") if changed == "one file" else 0)
+    assert result.bytes_sent == sent
+
+
 @pytest.mark.parametrize("phase", ["uploading", "installing"])
 async def test_connection_cut_midway_resumes(
     agent: Agent, paired_hub: HubClient, tmp_path: Path, phase: str

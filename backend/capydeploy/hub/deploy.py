@@ -18,7 +18,7 @@ from ..memory import keep_freed_memory
 from ..protocol import MessageType, encode_message, new_message_id
 from ..protocol import constants as c
 from ..protocol import messages as m
-from ..protocol.constants import SHA256_MISMATCH
+from ..protocol.constants import SHA256_MISMATCH, UPLOAD_INCOMPLETE
 from ..protocol.fitting import keep_what_fits
 from .client import HubClient
 from .errors import AgentError, ConnectionLost, HubError
@@ -239,7 +239,7 @@ class Deployment:
         self.hashes.update(await hash_files(missing, self.cache))
 
     async def _run(self) -> DeployResult:
-        mismatch_retried = False
+        mismatch_retried = incomplete_retried = False
         while True:
             try:
                 await self.client.wait_connected()
@@ -254,14 +254,22 @@ class Deployment:
                 self._take_reported(result.sha256 or {})
                 break
             except AgentError as error:
-                # Data held from an earlier attempt was not this file's (it changed in between, same
-                # size): the Agent dropped it; one more pass sends those files again.
-                mismatch = error.code == 400 and error.message.startswith(SHA256_MISMATCH)
-                if not mismatch or mismatch_retried or not self._computed:
+                if error.code != 400:
                     raise
-                mismatch_retried = True
-                self._computed.clear()
-                log.info("the agent discarded data that did not match (%s); sending it again", error.message)
+                if error.message.startswith(SHA256_MISMATCH) and not mismatch_retried and self._computed:
+                    # Data held from an earlier attempt was not this file's (it changed in between,
+                    # same size): the Agent dropped it; one more pass sends those files again.
+                    mismatch_retried = True
+                    self._computed.clear()
+                    log.info("the agent discarded data that did not match (%s); sending it again", error.message)
+                elif error.message.startswith(UPLOAD_INCOMPLETE) and not incomplete_retried:
+                    # Files the Agent was to carry from the installed version changed or went away
+                    # before completion (the game rewrote one, the folder was removed): one more
+                    # pass sends what it now lacks.
+                    incomplete_retried = True
+                    log.info("the agent lacks data it was to carry (%s); sending it", error.message)
+                else:
+                    raise
             except ConnectionLost as error:
                 # Resume: the agent keeps what it verified (or, if the install went through, the
                 # unchanged files), so the next pass sends only what is missing.

@@ -52,6 +52,10 @@ UINT32_MAX: Final = 2**32 - 1
 # How a complete_upload error reply starts when whole files failed their sha256 and were discarded;
 # a Hub that sent those hashes with complete_upload answers it with one more pass.
 SHA256_MISMATCH: Final = "sha256 mismatch"
+# How a complete_upload error reply starts when bytes are missing; it lists them. Files the Agent
+# had carried from the installed version can go missing this way (the installed game changed
+# before completion): a Hub answers it with one more pass, which sends what is missing.
+UPLOAD_INCOMPLETE: Final = "upload incomplete"
 
 CAPABILITIES: Final = (
     "file_upload",

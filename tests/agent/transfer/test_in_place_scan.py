@@ -13,7 +13,7 @@ from pathlib import Path
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from capydeploy.agent.transfer.in_place import all_recorded, installed_modes
+from capydeploy.agent.transfer.in_place import all_recorded, look_at, rows_unchanged_since
 from capydeploy.agent.transfer.manifest import MTIME_UNSEEN
 from capydeploy.protocol.listing import FileListing
 from capydeploy.protocol.messages import UploadFile
@@ -95,22 +95,24 @@ def test_only_an_untouched_folder_is_the_new_version(files: list[tuple[str, int]
         game = Path(scratch) / "Game"
         mtimes = _build(game, files)
         _change(game, files, change, pick)
-        modes = installed_modes(game, listing, mtimes)
+        look = look_at(game, listing, mtimes)
         if change != "none":
-            assert modes is None
+            assert look is None
             return
-        assert modes is not None
-        assert list(modes) == [stat.S_IMODE(os.lstat(game / path).st_mode) for path, _ in files]
+        assert look is not None
+        infos = [os.lstat(game / path) for path, _ in files]
+        assert list(look.modes) == [stat.S_IMODE(info.st_mode) for info in infos]
+        assert list(look.inodes) == [info.st_ino for info in infos]
 
 
 def test_a_symlinked_or_missing_game_folder_is_never_the_new_version(tmp_path: Path) -> None:
     listing = FileListing.of([UploadFile.unchecked("a.bin", 1, None)])
     real = tmp_path / "Real"
     mtimes = _build(real, [("a.bin", 1)])
-    assert installed_modes(real, listing, mtimes) is not None
+    assert look_at(real, listing, mtimes) is not None
     (tmp_path / "Game").symlink_to(real, target_is_directory=True)
-    assert installed_modes(tmp_path / "Game", listing, mtimes) is None
-    assert installed_modes(tmp_path / "Missing", listing, mtimes) is None
+    assert look_at(tmp_path / "Game", listing, mtimes) is None
+    assert look_at(tmp_path / "Missing", listing, mtimes) is None
 
 
 @given(sizes=st.lists(st.integers(0, 3), min_size=1, max_size=20), data=st.data())
@@ -120,3 +122,40 @@ def test_all_recorded_means_every_file_with_bytes_is_in_the_manifest(sizes: list
     mtimes = array("q", [MTIME_UNSEEN if missing else 7 for missing in unseen])
     expected = not any(missing and size for missing, size in zip(unseen, sizes, strict=True))
     assert all_recorded(listing, mtimes) is expected
+
+
+# A file replaced since a look, even with its size and mtime put back, is not the one the look
+# saw; a file merely linked elsewhere (as when the version an install replaced is deleted) is.
+LATER_CHANGES = ["none", "replaced, mtime put back", "hard-linked elsewhere"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(files=GAMES, change=st.sampled_from(LATER_CHANGES), pick=st.integers(0, 100))
+def test_a_later_look_notices_a_replaced_file(files: list[tuple[str, int]], change: str, pick: int) -> None:
+    listing = FileListing.of([UploadFile.unchecked(path, size, None) for path, size in files])
+    with tempfile.TemporaryDirectory() as scratch:
+        game = Path(scratch) / "Game"
+        mtimes = _build(game, files)
+        first = look_at(game, listing, mtimes)
+        assert first is not None
+        row = pick % len(files)
+        target = game / files[row][0]
+        info = os.lstat(target)
+        if change == "replaced, mtime put back":
+            twin = game.parent / "twin"
+            twin.write_bytes(b"y" * info.st_size)
+            os.utime(twin, ns=(info.st_atime_ns, info.st_mtime_ns))
+            os.replace(twin, target)
+        elif change == "hard-linked elsewhere":
+            os.link(target, game.parent / "elsewhere")
+            os.unlink(game.parent / "elsewhere")
+        again = look_at(game, listing, mtimes)
+        assert again is not None  # the folder still holds the listed files, as a manifest would vouch
+        unchanged = set(rows_unchanged_since(game, listing, first))
+        with_bytes = {index for index, (_, size) in enumerate(files) if size}
+        if change == "replaced, mtime put back":
+            assert not again.same_files_as(first)
+            assert unchanged == with_bytes - {row}
+        else:
+            assert again.same_files_as(first)
+            assert unchanged == with_bytes

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from capydeploy.agent.transfer import TransferService
+from capydeploy.agent.transfer import OsFileWriter, TransferService
+from capydeploy.agent.transfer.filesystem import StrPath
 from capydeploy.agent.transfer.manifest import manifest_path
 from capydeploy.protocol.constants import SHA256_MISMATCH
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
@@ -20,6 +21,8 @@ from tests.agent.transfer.conftest import ServiceFactory
 from tests.agent.transfer.transfer_helpers import (
     CHUNK,
     HUB,
+    OTHER_HUB,
+    all_frames,
     frame,
     frames_for,
     game_version,
@@ -92,7 +95,27 @@ async def test_an_unchanged_redeploy_keeps_the_installed_folder(service: Transfe
         assert service.progress() is None
 
 
-async def test_a_changed_executable_is_set_in_place(service: TransferService, games: Path) -> None:
+class FsyncRecordingWriter(OsFileWriter):
+    """Notes which files were fsynced (by the path they were opened with)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened: dict[int, str] = {}
+        self.fsynced: list[str] = []
+
+    def open(self, path: StrPath) -> int:
+        handle = super().open(path)
+        self.opened[handle] = os.fspath(path)
+        return handle
+
+    def fsync(self, handle: int) -> None:
+        self.fsynced.append(self.opened[handle])
+        super().fsync(handle)
+
+
+async def test_a_changed_executable_is_set_in_place(make_service: ServiceFactory, games: Path) -> None:
+    writer = FsyncRecordingWriter()
+    service = make_service(filesystem=writer)
     game = await install_v1(service, games)
     assert modes(game) == {
         "game.exe": 0o755, "run.sh": 0o755, "data/level1.pak": 0o644,
@@ -100,9 +123,12 @@ async def test_a_changed_executable_is_set_in_place(service: TransferService, ga
     }  # fmt: skip
     before = inodes(game)
     reply = await service.init_upload(HUB, make_request("Game", version(1), exe="data/level1.pak"))
+    writer.fsynced.clear()
     installed = await service.complete_upload(HUB, reply.upload_id)
     assert installed.executable == game / "data/level1.pak"
     assert inodes(game) == before
+    # The two files whose mode changed are made durable, and only they.
+    assert sorted(writer.fsynced) == [str(game / "data/level1.pak"), str(game / "game.exe")]
     # The new executable is 0755; the old one is no program by its bytes: 0644; a script stays 0755.
     assert modes(game) == {
         "game.exe": 0o644, "run.sh": 0o755, "data/level1.pak": 0o755,
@@ -247,9 +273,11 @@ async def test_after_an_agent_restart_the_upload_is_carried_the_usual_way(
     after_restart = make_service()
     again = await after_restart.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
     assert again.upload_id == first.upload_id and again.resume_from == everything(version(1))
+    folder_inode = os.lstat(game).st_ino
     installed = await after_restart.complete_upload(HUB, again.upload_id)
     assert files_of(installed.path) == version(1)
     assert os.lstat(installed.path / "data/level1.pak").st_ino == level_inode  # carried, not sent
+    assert os.lstat(installed.path).st_ino != folder_inode  # a staged tree swapped in
 
 
 def request_without_empty_hashes(files: dict[str, bytes]) -> InitUpload:
@@ -285,3 +313,95 @@ async def test_hashes_given_at_completion_are_checked_as_for_any_upload(
         await service.complete_upload(HUB, reply.upload_id, {"empty.cfg": sha(b"x")})
     assert caught.value.message.startswith(SHA256_MISMATCH) and "empty.cfg" in caught.value.message
     assert files_of(game) == version(1)
+
+
+async def test_a_wrong_hash_listed_for_an_empty_file_is_answered_as_for_any_upload(
+    service: TransferService, games: Path
+) -> None:
+    game = await install_v1(service, games)
+    request = make_request("Game", version(1), exe="game.exe")
+    request.files = [
+        UploadFile(relative_path=e.relative_path, size=e.size, sha256=sha(b"x") if e.size == 0 else e.sha256)
+        for e in request.files
+    ]
+    reply = await service.init_upload(HUB, request)
+    with pytest.raises(ProtocolError) as caught:
+        await service.complete_upload(HUB, reply.upload_id)
+    assert caught.value.message.startswith(SHA256_MISMATCH) and "empty.cfg" in caught.value.message
+    assert files_of(game) == version(1)
+
+
+async def test_a_file_replaced_before_completion_is_sent_again_even_with_its_size_and_mtime(
+    service: TransferService, games: Path
+) -> None:
+    game = await install_v1(service, games)
+    reply = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    # Other bytes put in its place, with the size and mtime the manifest recorded (cp -p, rsync -a).
+    target = game / "data/level1.pak"
+    stamp = os.lstat(target)
+    twin = games / "twin"
+    twin.write_bytes(b"?" * stamp.st_size)
+    os.utime(twin, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
+    os.replace(twin, target)
+    with pytest.raises(ProtocolError, match=r"^upload incomplete: .*data/level1\.pak"):
+        await service.complete_upload(HUB, reply.upload_id)
+    await send(service, frames_for(reply.upload_id, "data/level1.pak", version(1)["data/level1.pak"]))
+    installed = await service.complete_upload(HUB, reply.upload_id)
+    assert files_of(installed.path) == version(1)  # the listed bytes, not the replacement's
+
+
+async def test_a_resuming_hub_is_told_what_changed_since_the_upload_began(
+    service: TransferService, games: Path
+) -> None:
+    game = await install_v1(service, games)
+    first = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    (game / "notes.txt").unlink()
+    # The connection dropped; the Hub comes back with the same list.
+    again = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    assert again.upload_id == first.upload_id
+    assert again.resume_from == {path: size for path, size in everything(version(1)).items() if path != "notes.txt"}
+    await send(service, frames_for(again.upload_id, "notes.txt", version(1)["notes.txt"]))
+    installed = await service.complete_upload(HUB, again.upload_id)
+    assert files_of(installed.path) == version(1)
+
+
+async def test_a_game_removed_before_completion_must_be_sent_again(service: TransferService, games: Path) -> None:
+    await install_v1(service, games)
+    reply = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    await service.delete_game_folder("Game")
+    with pytest.raises(ProtocolError) as caught:
+        await service.complete_upload(HUB, reply.upload_id)
+    assert caught.value.message.startswith("upload incomplete")
+    again = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    assert again.upload_id == reply.upload_id and again.resume_from == {"empty.cfg": 0}
+    await send(service, all_frames(again.upload_id, version(1), again.resume_from))
+    installed = await service.complete_upload(HUB, again.upload_id)
+    assert files_of(installed.path) == version(1)
+
+
+async def test_another_version_installed_before_completion_is_not_mistaken_for_this_one(
+    service: TransferService, games: Path
+) -> None:
+    await install_v1(service, games)
+    reply = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    await upload(service, "Game", version(2), exe="game.exe", hub=OTHER_HUB)  # only notes.txt differs
+    with pytest.raises(ProtocolError, match=r"^upload incomplete: .*notes\.txt"):
+        await service.complete_upload(HUB, reply.upload_id)
+    again = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    await send(service, all_frames(again.upload_id, version(1), again.resume_from))
+    installed = await service.complete_upload(HUB, again.upload_id)
+    assert files_of(installed.path) == version(1)
+
+
+async def test_a_file_whose_other_links_go_away_is_still_the_same_file(service: TransferService, games: Path) -> None:
+    # Deleting the version an install replaced unlinks the old names of every file that install
+    # carried: their link count (and ctime) changes, their data does not. That may happen between
+    # a redeploy's init_upload and its completion; the redeploy stays in place.
+    game = await install_v1(service, games)
+    elsewhere = games / "old-name"
+    os.link(game / "data/level1.pak", elsewhere)
+    before = inodes(game)
+    reply = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    elsewhere.unlink()
+    await service.complete_upload(HUB, reply.upload_id)
+    assert inodes(game) == before

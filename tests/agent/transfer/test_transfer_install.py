@@ -190,10 +190,12 @@ async def test_incremental_redeploy_carries_unchanged_files(service: TransferSer
     assert {p: d for p, d in snapshot(installed.path).items() if not p.endswith("/")} == v2
     assert os.stat(installed.path / "data/level1.pak").st_ino == old_inode  # hard-linked, not copied
     assert os.stat(installed.path / "game.exe").st_mode & 0o777 == 0o755
-    # A chunk re-sent for a carried file is acknowledged and changes nothing.
-    third = await service.init_upload(HUB, make_request("Game", v2))
+    # A chunk re-sent for a carried file is acknowledged and changes nothing (one file more, so
+    # the rest is carried: an unchanged game is completed in place, test_transfer_in_place).
+    third = await service.init_upload(HUB, make_request("Game", dict(v2, **{"more.txt": b"3"})))
     ack = await service.write_chunk(HUB, frames_for(third.upload_id, "notes.txt", v2["notes.txt"])[0])
     assert ack.total_written == sum(len(d) for d in v2.values())
+    assert (installed.path / "notes.txt").read_bytes() == b"changed"
 
 
 async def test_incremental_copies_where_hard_links_fail(

@@ -3,11 +3,19 @@
 When every listed file would be carried over from the installed version (incremental.plan_carry)
 and the game folder holds nothing else, the usual install would stage a tree of hard links, swap
 it for an identical one, then delete the old links: for a game of 20 000 files that is most of an
-unchanged redeploy's time, and 40 000 directory updates on the device's storage
-(docs/performance.md). Such an upload is completed in place instead: at completion the folder is
-looked at again (every file still of the size and mtime it had, nothing added), the modes are set
-as an install sets them, and the folder stays as it is. Should the look find a change, the upload
-carries its files the usual way. These functions run in worker threads.
+unchanged redeploy's time, and 60 000 directory updates on the device's storage
+(docs/performance.md). Such an upload is completed in place instead.
+
+At `init_upload` the folder is looked at (`look_at`): each file must have the size and mtime the
+manifest recorded, and its inode is noted. When the Hub comes back (a resuming `init_upload`,
+then `complete_upload`) it is looked at again: a file edited since has another mtime, one
+replaced since (even with its size and mtime put back) another inode. These are the usual
+path's guarantees: its hard links keep the inodes seen at `init_upload`, and completion compares
+their size and mtime. (Not the ctime: deleting the version a previous install replaced changes
+the link count, so the ctime, of every file that install carried.) If nothing changed, the modes
+are set as an install sets them and the folder stays as it is (its manifest too: it describes
+the same files). If anything changed, the upload becomes a usual one: the files unchanged since
+the first look are carried, the others must be sent. These functions run in worker threads.
 """
 
 from __future__ import annotations
@@ -15,13 +23,31 @@ from __future__ import annotations
 import os
 import stat
 from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from ...protocol.listing import FileListing
 from ...storage import fsync_directory
 from .filesystem import DIRECTORY_MODE, FileWriter
+from .incremental import CarryPlan, plan_carry
 from .install import listed_folders, settle_mode
 from .manifest import MTIME_UNSEEN
+
+
+@dataclass(frozen=True, slots=True)
+class FolderLook:
+    """What a look at the game folder saw of each listed file, by row (columns, not an object per
+    file: 18 bytes a file)."""
+
+    mtimes: array[int]  # as the manifest recorded them (see manifest.read_manifest_matches)
+    modes: array[int]  # permission bits
+    inodes: array[int]
+
+    def same_files_as(self, earlier: FolderLook) -> bool:
+        """Whether every file is the one the earlier look saw (both looks found the recorded
+        size and mtime of each)."""
+        return self.inodes == earlier.inodes
 
 
 def all_recorded(listing: FileListing, mtimes: array[int]) -> bool:
@@ -30,11 +56,11 @@ def all_recorded(listing: FileListing, mtimes: array[int]) -> bool:
     return all(mtime != MTIME_UNSEEN for mtime, size in zip(mtimes, listing.sizes, strict=True) if size)
 
 
-def installed_modes(game_dir: Path, listing: FileListing, mtimes: array[int]) -> array[int] | None:
-    """If `game_dir` (a folder, not a symlink to one) holds the listed files and nothing else, the
-    permission bits of each (by row); else None. Each must be a regular file of its listed size
-    and, if it has any bytes, of its mtime in `mtimes` (its installed copy's, as the manifest
-    recorded it); no other file, link or folder may be there."""
+def look_at(game_dir: Path, listing: FileListing, mtimes: array[int]) -> FolderLook | None:
+    """If `game_dir` (a folder, not a symlink to one) holds the listed files and nothing else, what
+    it holds; else None. Each must be a regular file of its listed size and, if it has any bytes,
+    of its mtime in `mtimes` (its installed copy's, as the manifest recorded it); no other file,
+    link or folder may be there."""
     try:
         if not stat.S_ISDIR(os.lstat(game_dir).st_mode):
             return None
@@ -42,7 +68,8 @@ def installed_modes(game_dir: Path, listing: FileListing, mtimes: array[int]) ->
         return None
     paths, sizes = listing.paths, listing.sizes
     folders = listed_folders(paths)
-    modes = array("H", bytes(2 * len(listing)))
+    count = len(listing)
+    look = FolderLook(mtimes, array("H", bytes(2 * count)), array("Q", bytes(8 * count)))
     found = 0
     pending = [""]  # folders to read, relative to the game folder
     while pending:
@@ -65,20 +92,34 @@ def installed_modes(game_dir: Path, listing: FileListing, mtimes: array[int]) ->
                         return None
                     if size and info.st_mtime_ns != mtimes[index]:
                         return None
-                    modes[index] = stat.S_IMODE(info.st_mode)
+                    look.modes[index] = stat.S_IMODE(info.st_mode)
+                    look.inodes[index] = info.st_ino
                     found += 1
         except OSError:
             return None
     # Each path found is listed, and no two are the same: as many means every listed file is there.
-    return modes if found == len(listing) else None
+    return look if found == count else None
 
 
-def settle_modes_in_place(
-    game_dir: Path, listing: FileListing, modes: array[int], executable: str | None, writer: FileWriter
-) -> None:
-    """Set the listed files' (`modes`, from `installed_modes`) and their folders' modes as an
-    install sets them: the executable may have changed. What changed is made durable, as an
-    install's would be."""
+def rows_unchanged_since(game_dir: Path, listing: FileListing, look: FolderLook) -> Iterator[int]:
+    """The rows with bytes whose installed file is the one `look` saw (same inode): those an upload
+    that leaves its place may still carry, if their size and mtime are still the recorded ones
+    (`carry_plan_since`)."""
+    for index, (path, size) in enumerate(zip(listing.paths, listing.sizes, strict=True)):
+        if not size:
+            continue
+        try:
+            info = os.lstat(os.path.join(game_dir, path))
+        except OSError:
+            continue
+        if info.st_ino == look.inodes[index]:
+            yield index
+
+
+def settle_modes_in_place(game_dir: Path, listing: FileListing, modes: array[int], executable: str | None, writer: FileWriter) -> None:
+    """Set the listed files' (`modes`, from a look) and their folders' modes as an install sets
+    them: the executable may have changed. What changed is made durable, as an install's would
+    be."""
     for path, size, mode in zip(listing.paths, listing.sizes, modes, strict=True):
         file_path = os.path.join(game_dir, path)
         if settle_mode(file_path, mode, size, path == executable, writer):
@@ -91,3 +132,9 @@ def settle_modes_in_place(
         if stat.S_IMODE(os.lstat(folder).st_mode) != DIRECTORY_MODE:
             os.chmod(folder, DIRECTORY_MODE)
             fsync_directory(folder)
+
+
+def carry_plan_since(game_dir: Path, listing: FileListing, look: FolderLook) -> CarryPlan:
+    """For an upload that leaves its place: the files it may still carry, those unchanged since
+    `look` (a file replaced since must be sent, even if its size and mtime were put back)."""
+    return plan_carry(rows_unchanged_since(game_dir, listing, look), listing, look.mtimes, game_dir)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ...memory import return_free_heap
-from ...protocol.constants import CHUNK_SIZE, SHA256_MISMATCH, STAGING_TTL
+from ...protocol.constants import CHUNK_SIZE, SHA256_MISMATCH, STAGING_TTL, UPLOAD_INCOMPLETE
 from ...protocol.envelope import ListedFile
 from ...protocol.errors import ErrorCode, ProtocolError
 from ...protocol.frames import ChunkFrame
@@ -46,7 +46,7 @@ from .filesystem import (
     write_all,
 )
 from .found_digests import FoundDigests
-from .in_place import all_recorded, installed_modes, settle_modes_in_place
+from .in_place import FolderLook, all_recorded, carry_plan_since, look_at, settle_modes_in_place
 from .incremental import CarryPlan, CarryResult, carry_file, carry_items, plan_carry
 from .install import (
     SwapState,
@@ -316,6 +316,8 @@ class TransferService:
                 await self._run(session, write_session_record, session.layout, session.record)
             if in_place is not None:
                 await self._run(session, _hold_in_place, session, in_place)
+            elif resumed and session.in_place is not None:
+                await self._keep_in_place(session)  # the Hub is back: has the folder changed since?
             elif plan:
                 await self._carry(session, plan)
             now = self._clock()
@@ -413,6 +415,7 @@ class TransferService:
                     installed = await self._complete_in_place(session, claimed)
                     if installed is not None:
                         self._forget(session)
+                        log.info("installed %r in %s: nothing had changed, it stayed in place", installed.game_name, installed.path)
                         return installed
                 await self._recheck_carried(session)
                 missing = await self._run(session, session.missing)
@@ -877,21 +880,31 @@ class TransferService:
         return waiter.result()
 
     async def _complete_in_place(self, session: UploadSession, claimed: Mapping[str, str]) -> InstalledGame | None:
-        """Complete an upload whose files the installed folder already holds (see in_place), or,
-        if that folder changed since init_upload, return None with the files carried the usual
-        way (what can no longer be carried is then missing)."""
-        assert session.in_place is not None
-        listing = session.files.listing
-        modes = await self._run(session, installed_modes, session.target, listing, session.in_place)
-        found = _found_in_place(listing, claimed)
-        if modes is not None and found is not None:
-            return await self._install_to_the_end(session, self._install_in_place, session, modes, found)
-        # (A hash complete_upload gave for an empty file that is not the empty file's: the usual
-        # checks answer it.)
-        log.info("%r changed since the upload began: its files are carried the usual way", session.game_name)
+        """Complete an upload whose files the installed folder already holds (see in_place); None
+        if the folder changed since, with the upload turned into a usual one (`_keep_in_place`)."""
+        found = await self._run(session, _found_in_place, session.files.listing, claimed)
+        look = await self._keep_in_place(session, give_up=found is None)
+        if look is None:
+            return None
+        assert found is not None
+        return await self._install_to_the_end(session, self._install_in_place, session, look.modes, found)
+
+    async def _keep_in_place(self, session: UploadSession, *, give_up: bool = False) -> FolderLook | None:
+        """Look at the installed folder again: what it holds if no file changed since init_upload;
+        else None, with the upload turned into a usual one: no file counts as held, those
+        unchanged since are carried, the others must be sent. `give_up`: turn it at once (a
+        hash given for an empty file is not the empty file's; the usual checks answer it)."""
+        first = session.in_place
+        assert first is not None
+        target, listing = session.target, session.files.listing
+        if not give_up:
+            again = await self._run(session, look_at, target, listing, first.mtimes)
+            if again is not None and again.same_files_as(first):
+                return again
+        log.info("upload %s of %r: its files are carried the usual way", session.upload_id, session.game_name)
         session.in_place = None
         await self._run(session, _release_in_place, session)
-        plan, _, _ = await self._run(session, _plan_upload, session, session.layout, session.game_name, listing)
+        plan = await self._run(session, carry_plan_since, target, listing, first)
         if plan:
             await self._carry(session, plan)
         return None
@@ -1148,31 +1161,38 @@ def _check_claimed_digests(session: UploadSession, claimed: Mapping[str, str]) -
             )
 
 
-def _hold_in_place(session: UploadSession, mtimes: array[int]) -> None:
+def _hold_in_place(session: UploadSession, look: FolderLook) -> None:
     """Worker job: every file counts as held, its data the installed copy's (see in_place): sealed,
     so a chunk sent for it anyway is checked and acknowledged, never written."""
     for staged in session.files:
         session.add_held(staged, 0, staged.size)
         staged.sealed = True
-    session.in_place = mtimes
+    session.in_place = look
 
 
 _EMPTY_DIGEST = hashlib.sha256(b"").digest()
 
 
 def _found_in_place(listing: FileListing, claimed: Mapping[str, str]) -> FoundDigests | None:
-    """The hashes an upload completed in place reports (`result_sha256`): those of the files the
-    Hub gave none for, which are empty files (every file with bytes came with its hash). None if
-    `claimed` gives one of them a hash that is not the empty file's."""
+    """Worker job: the hashes an upload completed in place reports (`result_sha256`), those of the
+    files the Hub gave none for; None if a hash it gave (listed or in `claimed`) is not the
+    file's. Only empty files need a look: the hash of every file with bytes was listed and is the
+    one the manifest records for the installed copy (in_place.all_recorded)."""
     found = FoundDigests()
-    for index, given in enumerate(listing.given_set):
-        if given:
+    empty_hex = _EMPTY_DIGEST.hex()
+    for index, size in enumerate(listing.sizes):
+        if size:
+            continue
+        given = listing.given_digest(index)
+        if given is not None:
+            if given != _EMPTY_DIGEST:
+                return None
             continue
         path = listing.paths[index]
         claim = claimed.get(path)
         if claim is None:
             found.add(path, _EMPTY_DIGEST)
-        elif claim != _EMPTY_DIGEST.hex():
+        elif claim != empty_hex:
             return None
     return found
 
@@ -1308,9 +1328,10 @@ def _progress_of(session: UploadSession) -> UploadProgressInfo:
 
 def _plan_upload(
     session: UploadSession | None, layout: StagingLayout, game_name: str, files: FileListing
-) -> tuple[CarryPlan, int, array[int] | None]:
-    """Which files the installed version can supply, how many bytes must still arrive, and for a
-    new upload the installed folder already holds exactly (in_place), each file's recorded mtime.
+) -> tuple[CarryPlan, int, FolderLook | None]:
+    """Which files the installed version can supply, how many bytes must still arrive, and, for a
+    new upload whose files the installed folder already holds and nothing else, its look (see
+    in_place: nothing to carry then).
 
     For a new upload, plans over the request's file list (the session will list the same files in
     the same order), before anything is written.
@@ -1324,8 +1345,10 @@ def _plan_upload(
         return plan, session.total_bytes - session.held_bytes - carried, None
     matches = read_manifest_matches(layout.root, game_name, files)
     fresh = (index for index, size in enumerate(files.sizes) if size > 0)
-    if matches is not None and all_recorded(files, matches) and installed_modes(target, files, matches) is not None:
-        return CarryPlan("", array("q")), 0, matches  # the installed folder is the new version
+    if matches is not None and all_recorded(files, matches):
+        look = look_at(target, files, matches)
+        if look is not None:
+            return CarryPlan("", array("q")), 0, look  # the installed folder is the new version
     plan = plan_carry(fresh, files, matches, target)
     carried = sum(files.sizes[i] for i in plan.indices)
     return plan, sum(files.sizes) - carried, None
@@ -1345,7 +1368,7 @@ def _describe_missing(missing: list[MissingFile]) -> str:
         parts.append(f"{m.relative_path} is missing bytes {ranges}{more} ({m.missing_bytes} of {m.size})")
     extra = len(missing) - MISSING_FILES_LISTED
     tail = f"; and {extra} more files" if extra > 0 else ""
-    return f"upload incomplete: {total} bytes missing in {len(missing)} files: {'; '.join(parts)}{tail}"
+    return f"{UPLOAD_INCOMPLETE}: {total} bytes missing in {len(missing)} files: {'; '.join(parts)}{tail}"
 
 
 def _checksum_error(staged: StagedFile, offset: int) -> ProtocolError:

@@ -19,6 +19,7 @@ from ...protocol.listing import FileListing
 from .file_table import FileTable, StagedFile, as_listing
 from .filesystem import FileWriter
 from .handles import HandleCache
+from .in_place import FolderLook
 from .journal import ChunkJournal
 from .ranges import add_range, held_gaps, held_total, remove_range
 from .staging import SessionRecord, StagingLayout
@@ -150,9 +151,9 @@ class UploadSession:
         # Made by the caller from the same list (init_upload's, or the record's after a restart):
         # made again here, its sorted copy of the list would add to the peak of a game of many files.
         self.signature = signature
-        # Completed in place (see in_place): each file's mtime in the installed folder, which
-        # already holds every file of the upload and nothing else; None for a usual upload.
-        self.in_place: array[int] | None = None
+        # Completed in place (see in_place): what the installed folder held at init_upload (every
+        # file of the upload and nothing else); None for a usual upload.
+        self.in_place: FolderLook | None = None
         self._calls = 0
         self._idle = asyncio.Event()
         self._idle.set()
