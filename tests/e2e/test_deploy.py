@@ -6,8 +6,10 @@ import asyncio
 import hashlib
 import os
 import sys
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,8 +21,8 @@ from capydeploy.hub.client import HubClient
 from capydeploy.hub.deploy import DeployOptions, DeployProgress
 from capydeploy.hub.errors import AgentError
 from capydeploy.hub.hashcache import FileChangedError
+from capydeploy.protocol import map_message, new_message_id
 from capydeploy.protocol import messages as m
-from capydeploy.protocol import new_message_id
 from tests.conftest import AgentFactory, code_from_state, url_of
 
 MiB = 1024 * 1024
@@ -294,6 +296,28 @@ async def test_game_of_many_files(agent: Agent, paired_hub: HubClient, tmp_path:
     again = await paired_hub.deploy(game, options("Many"))
     assert again.bytes_sent == 0 and again.files == 1500
     assert tree(agent.install_dir / "Many") == files
+
+
+async def test_a_long_map_reply_is_written_off_the_event_loop(
+    agent: Agent, paired_hub: HubClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A redeploy's resumeFrom of 1 500 entries goes out in pieces; each is made in a worker thread
+    # as it is sent (made on the loop, the map of 100 000 files held it for 60 ms at a time).
+    made_on: list[int] = []
+    entries_text = map_message._entries_text
+
+    def noting_the_thread(entries: Sequence[tuple[str, Any]]) -> str:
+        made_on.append(threading.get_ident())
+        return entries_text(entries)
+
+    monkeypatch.setattr(map_message, "_entries_text", noting_the_thread)
+    files = {f"assets/{i // 100:02}/item-{i:04}.dat": bytes([i % 251]) * (1 + i % 50) for i in range(1500)}
+    game = make_game(tmp_path / "Map", files)
+    await paired_hub.deploy(game, options("Map"))
+    made_on.clear()
+    again = await paired_hub.deploy(game, options("Map"))
+    assert again.bytes_sent == 0 and made_on
+    assert threading.get_ident() not in made_on  # this test runs on the Agent's event loop
 
 
 async def test_a_long_file_list_goes_in_fragments_and_arrives_whole(
