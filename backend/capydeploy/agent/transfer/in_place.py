@@ -3,7 +3,7 @@
 When every listed file would be carried over from the installed version (incremental.plan_carry)
 and the game folder holds nothing else, the usual install would stage a tree of hard links, swap
 it for an identical one, then delete the old links: for a game of 20 000 files that is most of an
-unchanged redeploy's time, and 60 000 directory updates on the device's storage
+unchanged redeploy's time, and 40 000 directory updates on the device's storage
 (docs/performance.md). Such an upload is completed in place instead.
 
 At `init_upload` the folder is looked at (`look_at`): each file must have the size and mtime the
