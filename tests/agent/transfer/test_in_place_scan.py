@@ -4,10 +4,12 @@ alone or changed in one way."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
 from array import array
+from collections.abc import Iterator
 from pathlib import Path
 
 from hypothesis import assume, given, settings
@@ -41,6 +43,16 @@ def _no_file_is_a_folder(paths: list[str]) -> bool:
 GAMES = st.lists(st.tuples(PATHS, st.integers(0, 3)), min_size=1, max_size=12, unique_by=lambda item: item[0]).filter(
     lambda files: _no_file_is_a_folder([path for path, _ in files])
 )
+
+
+@contextlib.contextmanager
+def _game_folder(files: list[tuple[str, int]]) -> Iterator[tuple[Path, FileListing, array[int]]]:
+    """A game folder of `files` in a scratch folder, their listing, and the mtimes a manifest of
+    them would record."""
+    listing = FileListing.of([UploadFile.unchecked(path, size, None) for path, size in files])
+    with tempfile.TemporaryDirectory() as scratch:
+        game = Path(scratch) / "Game"
+        yield game, listing, _build(game, files)
 
 
 def _build(game: Path, files: list[tuple[str, int]]) -> array[int]:
@@ -90,10 +102,7 @@ def _change(game: Path, files: list[tuple[str, int]], change: str, pick: int) ->
 @settings(max_examples=300, deadline=None)
 @given(files=GAMES, change=st.sampled_from(CHANGES), pick=st.integers(0, 100))
 def test_only_an_untouched_folder_is_the_new_version(files: list[tuple[str, int]], change: str, pick: int) -> None:
-    listing = FileListing.of([UploadFile.unchecked(path, size, None) for path, size in files])
-    with tempfile.TemporaryDirectory() as scratch:
-        game = Path(scratch) / "Game"
-        mtimes = _build(game, files)
+    with _game_folder(files) as (game, listing, mtimes):
         _change(game, files, change, pick)
         look = look_at(game, listing, mtimes)
         if change != "none":
@@ -132,10 +141,7 @@ LATER_CHANGES = ["none", "replaced, mtime put back", "hard-linked elsewhere"]
 @settings(max_examples=100, deadline=None)
 @given(files=GAMES, change=st.sampled_from(LATER_CHANGES), pick=st.integers(0, 100))
 def test_a_later_look_notices_a_replaced_file(files: list[tuple[str, int]], change: str, pick: int) -> None:
-    listing = FileListing.of([UploadFile.unchecked(path, size, None) for path, size in files])
-    with tempfile.TemporaryDirectory() as scratch:
-        game = Path(scratch) / "Game"
-        mtimes = _build(game, files)
+    with _game_folder(files) as (game, listing, mtimes):
         first = look_at(game, listing, mtimes)
         assert first is not None
         row = pick % len(files)

@@ -280,11 +280,12 @@ async def test_after_an_agent_restart_the_upload_is_carried_the_usual_way(
     assert os.lstat(installed.path).st_ino != folder_inode  # a staged tree swapped in
 
 
-def request_without_empty_hashes(files: dict[str, bytes]) -> InitUpload:
-    """As a Hub may list them: every file with its hash but the empty ones."""
+def request_with_empty_files_listed_as(files: dict[str, bytes], sha256: str | None) -> InitUpload:
+    """Every file listed with its hash but the empty ones, listed with `sha256` (None: without a
+    hash, as a Hub may list them)."""
     request = make_request("Game", files, exe="game.exe")
     request.files = [
-        UploadFile(relative_path=entry.relative_path, size=entry.size, sha256=entry.sha256 if entry.size else None)
+        UploadFile(relative_path=entry.relative_path, size=entry.size, sha256=entry.sha256 if entry.size else sha256)
         for entry in request.files
     ]
     return request
@@ -295,7 +296,7 @@ async def test_hashes_given_at_completion_are_checked_as_for_any_upload(
 ) -> None:
     game = await install_v1(service, games)
     before = inodes(game)
-    reply = await service.init_upload(HUB, request_without_empty_hashes(version(1)))
+    reply = await service.init_upload(HUB, request_with_empty_files_listed_as(version(1), None))
     with pytest.raises(ProtocolError, match=r"is not a file of this upload"):
         await service.complete_upload(HUB, reply.upload_id, {"other.bin": sha(b"")})
     with pytest.raises(ProtocolError, match=r"differs from the one in init_upload"):
@@ -305,10 +306,10 @@ async def test_hashes_given_at_completion_are_checked_as_for_any_upload(
     assert dict(installed.found_sha256) == {"empty.cfg": sha(b"")}
     assert inodes(game) == before
     # The right hash for it is taken; a wrong one is answered as for any upload, and nothing is lost.
-    reply = await service.init_upload(HUB, request_without_empty_hashes(version(1)))
+    reply = await service.init_upload(HUB, request_with_empty_files_listed_as(version(1), None))
     installed = await service.complete_upload(HUB, reply.upload_id, {"empty.cfg": sha(b"")})
     assert dict(installed.found_sha256) == {} and inodes(game) == before
-    reply = await service.init_upload(HUB, request_without_empty_hashes(version(1)))
+    reply = await service.init_upload(HUB, request_with_empty_files_listed_as(version(1), None))
     with pytest.raises(ProtocolError) as caught:
         await service.complete_upload(HUB, reply.upload_id, {"empty.cfg": sha(b"x")})
     assert caught.value.message.startswith(SHA256_MISMATCH) and "empty.cfg" in caught.value.message
@@ -319,12 +320,7 @@ async def test_a_wrong_hash_listed_for_an_empty_file_is_answered_as_for_any_uplo
     service: TransferService, games: Path
 ) -> None:
     game = await install_v1(service, games)
-    request = make_request("Game", version(1), exe="game.exe")
-    request.files = [
-        UploadFile(relative_path=e.relative_path, size=e.size, sha256=sha(b"x") if e.size == 0 else e.sha256)
-        for e in request.files
-    ]
-    reply = await service.init_upload(HUB, request)
+    reply = await service.init_upload(HUB, request_with_empty_files_listed_as(version(1), sha(b"x")))
     with pytest.raises(ProtocolError) as caught:
         await service.complete_upload(HUB, reply.upload_id)
     assert caught.value.message.startswith(SHA256_MISMATCH) and "empty.cfg" in caught.value.message
