@@ -26,10 +26,10 @@ from tests.agent.transfer.transfer_helpers import (
     OTHER_HUB,
     BlockingFsync,
     all_frames,
+    files_of,
     make_request,
     send,
     sha,
-    snapshot,
     staging_root,
     upload,
 )
@@ -61,10 +61,6 @@ class Freeze:
             return fn(*args)
 
         return frozen
-
-
-def files_of(folder: Path) -> dict[str, bytes]:
-    return {path: data for path, data in snapshot(folder).items() if not path.endswith("/")}
 
 
 def vouched(games: Path) -> dict[str, str]:

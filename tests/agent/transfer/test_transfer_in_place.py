@@ -23,6 +23,7 @@ from tests.agent.transfer.transfer_helpers import (
     HUB,
     OTHER_HUB,
     all_frames,
+    files_of,
     frame,
     frames_for,
     game_version,
@@ -61,10 +62,6 @@ def modes(folder: Path) -> dict[str, int]:
         for dirpath, _, files in os.walk(folder)
         for name in files
     }
-
-
-def files_of(folder: Path) -> dict[str, bytes]:
-    return {path: data for path, data in snapshot(folder).items() if not path.endswith("/")}
 
 
 def everything(files: dict[str, bytes]) -> dict[str, int]:

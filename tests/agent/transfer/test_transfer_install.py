@@ -19,6 +19,7 @@ from tests.agent.transfer.transfer_helpers import (
     OTHER_HUB,
     FailingWriter,
     all_frames,
+    files_of,
     frames_for,
     make_request,
     send,
@@ -69,7 +70,7 @@ async def test_complete_with_missing_bytes_lists_them(service: TransferService, 
     # Still resumable: send the rest and complete.
     await send(service, [f for f in frames if f not in held])
     installed = await service.complete_upload(HUB, reply.upload_id)
-    assert {p: d for p, d in snapshot(installed.path).items() if not p.endswith("/")} == files
+    assert files_of(installed.path) == files
 
 
 async def test_a_full_disk_fails_with_500_and_keeps_the_installed_version(
@@ -98,7 +99,7 @@ async def test_a_full_disk_fails_with_500_and_keeps_the_installed_version(
     assert again.resume_from is not None and again.resume_from["game.exe"] == 2 * CHUNK
     await send(service, all_frames(again.upload_id, files, again.resume_from))
     installed = await service.complete_upload(HUB, again.upload_id)
-    assert {p: d for p, d in snapshot(installed.path).items() if not p.endswith("/")} == files
+    assert files_of(installed.path) == files
 
 
 async def test_an_fsync_error_at_completion_keeps_the_installed_version(
@@ -187,7 +188,7 @@ async def test_incremental_redeploy_carries_unchanged_files(service: TransferSer
     assert {f.header.file_path for f in needed} == {"notes.txt", "data/new.pak"}
     await send(service, needed)
     installed = await service.complete_upload(HUB, reply.upload_id)
-    assert {p: d for p, d in snapshot(installed.path).items() if not p.endswith("/")} == v2
+    assert files_of(installed.path) == v2
     assert os.stat(installed.path / "data/level1.pak").st_ino == old_inode  # hard-linked, not copied
     assert os.stat(installed.path / "game.exe").st_mode & 0o777 == 0o755
     # A chunk re-sent for a carried file is acknowledged and changes nothing (one file more, so
@@ -213,7 +214,7 @@ async def test_incremental_copies_where_hard_links_fail(
     assert reply.resume_from == {path: len(data) for path, data in v2.items() if path != "notes.txt"}
     await send(service, frames_for(reply.upload_id, "notes.txt", v2["notes.txt"]))
     installed = await service.complete_upload(HUB, reply.upload_id)
-    assert {p: d for p, d in snapshot(installed.path).items() if not p.endswith("/")} == v2
+    assert files_of(installed.path) == v2
 
 
 async def test_incremental_skips_files_edited_since_install(service: TransferService, games: Path) -> None:

@@ -17,10 +17,10 @@ from tests.agent.transfer.transfer_helpers import (
     OTHER_HUB,
     FakeClock,
     all_frames,
+    files_of,
     frames_for,
     make_request,
     send,
-    snapshot,
     staged_file,
     staging_root,
 )
@@ -29,10 +29,6 @@ from tests.agent.transfer.transfer_helpers import (
 def game() -> dict[str, bytes]:
     rng = random.Random(42)
     return {"a.bin": rng.randbytes(6 * CHUNK + 100), "b/c.bin": rng.randbytes(2 * CHUNK), "empty": b""}
-
-
-def installed_files(path: Path) -> dict[str, bytes]:
-    return {p: d for p, d in snapshot(path).items() if not p.endswith("/")}
 
 
 async def test_a_consumed_request_gives_up_its_list_and_the_upload_resumes_and_installs(
@@ -48,7 +44,7 @@ async def test_a_consumed_request_gives_up_its_list_and_the_upload_resumes_and_i
     assert again.upload_id == first.upload_id and again.resume_from == {"a.bin": 2 * CHUNK, "empty": 0}
     await send(service, all_frames(again.upload_id, files, again.resume_from))
     installed = await service.complete_upload(HUB, again.upload_id)
-    assert installed_files(installed.path) == files
+    assert files_of(installed.path) == files
 
 
 async def test_resume_after_a_dropped_connection(service: TransferService) -> None:
@@ -65,7 +61,7 @@ async def test_resume_after_a_dropped_connection(service: TransferService) -> No
     assert again.resume_from == {"a.bin": 3 * CHUNK, "empty": 0}
     await send(service, all_frames(again.upload_id, files, again.resume_from))
     installed = await service.complete_upload(HUB, again.upload_id)
-    assert installed_files(installed.path) == files
+    assert files_of(installed.path) == files
 
 
 async def test_a_different_file_list_starts_over_and_drops_the_stale_staging(
@@ -107,7 +103,7 @@ async def test_resume_after_an_agent_restart(make_service: ServiceFactory) -> No
     assert again.resume_from == {"a.bin": 4 * CHUNK, "b/c.bin": 2 * CHUNK, "empty": 0}
     await send(after, all_frames(again.upload_id, files, again.resume_from), HUB)
     installed = await after.complete_upload(HUB, again.upload_id)
-    assert installed_files(installed.path) == files
+    assert files_of(installed.path) == files
 
 
 async def test_a_journaled_chunk_corrupted_on_disk_is_not_counted(
@@ -136,7 +132,7 @@ async def test_a_journaled_chunk_corrupted_on_disk_is_not_counted(
     assert info is not None and info.transferred_bytes == 4 * CHUNK  # chunks 0, 1, 3, 4
     await send(after, all_frames(again.upload_id, files, again.resume_from))
     installed = await after.complete_upload(HUB, again.upload_id)
-    assert installed_files(installed.path) == files
+    assert files_of(installed.path) == files
 
 
 async def test_journaled_bytes_missing_from_disk_are_not_counted(

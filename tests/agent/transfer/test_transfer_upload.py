@@ -19,6 +19,7 @@ from tests.agent.transfer.transfer_helpers import (
     HUB,
     OTHER_HUB,
     all_frames,
+    files_of,
     frame,
     frames_for,
     make_request,
@@ -60,7 +61,7 @@ async def test_upload_installs_a_byte_identical_tree(service: TransferService, g
     assert installed.executable == games / "Celeste" / "game.x86_64"
     assert installed.file_count == len(files)
     assert installed.total_bytes == total
-    got = {path: data for path, data in snapshot(installed.path).items() if not path.endswith("/")}
+    got = files_of(installed.path)
     assert got == files
     # Staging is gone; the game folder holds only the game.
     assert list(staging_root(games).iterdir()) == []
@@ -76,7 +77,7 @@ async def test_a_zero_byte_game_installs(
     assert all(reply.resume_from is None or reply.resume_from[p] == 0 for p in files)
     installed = await service.complete_upload(HUB, reply.upload_id)
     assert installed.path.is_dir()
-    assert {p: d for p, d in snapshot(installed.path).items() if not p.endswith("/")} == files
+    assert files_of(installed.path) == files
 
 
 async def test_chunks_in_any_order_and_resent_count_once(service: TransferService) -> None:
@@ -92,7 +93,7 @@ async def test_chunks_in_any_order_and_resent_count_once(service: TransferServic
     assert max(totals) == grand_total == totals[-1]
     assert totals == sorted(totals)  # never counts a byte twice, never goes back
     installed = await service.complete_upload(HUB, reply.upload_id)
-    assert {p: d for p, d in snapshot(installed.path).items() if not p.endswith("/")} == files
+    assert files_of(installed.path) == files
 
 
 async def test_concurrent_chunks_like_the_connection_layer(service: TransferService) -> None:

@@ -121,6 +121,11 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return result
 
 
+def files_of(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (relative '/' path -> content), without the folders."""
+    return {path: data for path, data in snapshot(folder).items() if not path.endswith("/")}
+
+
 def listing(folder: Path) -> set[str]:
     """Every entry under `folder`, hidden ones included (to prove nothing was written)."""
     if not folder.exists():
