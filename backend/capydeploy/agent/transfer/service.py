@@ -917,12 +917,6 @@ class TransferService:
             settle_modes_in_place(target, session.files.listing, modes, session.record.executable, self._writer)
         except OSError as exc:
             raise _os_error(f"could not set the modes of the files in {target}", exc) from None
-        _quietly(_close_files, session)
-        try:
-            self._delete_later(trash_staging(session.layout, target))
-        except OSError as exc:
-            log.warning("could not remove staging folder %s: %s", session.layout.folder, exc)
-            self._leftovers.add(session.layout)
         return self._installed(session, found)
 
     async def _recheck_carried(self, session: UploadSession) -> None:
@@ -1030,18 +1024,19 @@ class TransferService:
             publish_manifest(layout, session.game_name)
         except OSError as exc:
             log.warning("installed %r but could not record its manifest: %s", session.game_name, exc)
+        return self._installed(session, found)
+
+    def _installed(self, session: UploadSession, found: FoundDigests) -> InstalledGame:
+        """Worker job's end, once the game is in place: the staging folder removed, the upload's
+        records freed, the installed game."""
+        layout, target = session.layout, session.target
         _quietly(_close_files, session)
         try:
-            # Deleted after the reply: the old version may be thousands of files.
+            # Deleted after the reply: it may hold the old version, thousands of files.
             self._delete_later(trash_staging(layout, target))
         except OSError as exc:
             log.warning("could not remove staging folder %s: %s", layout.folder, exc)
             self._leftovers.add(layout)
-        return self._installed(session, found)
-
-    def _installed(self, session: UploadSession, found: FoundDigests) -> InstalledGame:
-        """Worker job's end: the installed game, and the upload's records freed."""
-        target = session.target
         executable = session.record.executable
         file_count = len(session.files)
         session.release_files()  # here, not on the loop when the session is dropped
@@ -1344,11 +1339,11 @@ def _plan_upload(
         carried = sum(table.sizes[i] - held_total(table[i].held) for i in plan.indices)
         return plan, session.total_bytes - session.held_bytes - carried, None
     matches = read_manifest_matches(layout.root, game_name, files)
-    fresh = (index for index, size in enumerate(files.sizes) if size > 0)
     if matches is not None and all_recorded(files, matches):
         look = look_at(target, files, matches)
         if look is not None:
             return CarryPlan("", array("q")), 0, look  # the installed folder is the new version
+    fresh = (index for index, size in enumerate(files.sizes) if size > 0)
     plan = plan_carry(fresh, files, matches, target)
     carried = sum(files.sizes[i] for i in plan.indices)
     return plan, sum(files.sizes) - carried, None
