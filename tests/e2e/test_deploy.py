@@ -115,6 +115,25 @@ async def test_incremental_redeploy_sends_only_changed_files(
     assert tree(agent.install_dir / "Inc") == tree(game)
 
 
+async def test_a_redeploy_keeps_the_saves_the_game_wrote_and_drops_files_the_game_no_longer_ships(
+    agent: Agent, paired_hub: HubClient, tmp_path: Path
+) -> None:
+    game = make_game(tmp_path / "Saver", {"game.x86_64": b"#!/bin/sh\n", "data/old.pak": b"v1 only", "data/a.pak": b"a"})
+    await paired_hub.deploy(game, options("Saver"))
+    installed = agent.install_dir / "Saver"
+    make_game(installed, {"saves/slot1.sav": b"level 7", "data/settings.ini": b"vsync=1"})  # the game plays
+    (game / "data/old.pak").unlink()  # the next build drops a file and changes another
+    (game / "data/a.pak").write_bytes(b"a, patched")
+    result = await paired_hub.deploy(game, options("Saver"))
+    assert result.bytes_sent == len(b"a, patched")
+    assert tree(installed) == {**tree(game), "saves/slot1.sav": b"level 7", "data/settings.ini": b"vsync=1"}
+    # Nothing changed since: completed in place, the saves with it.
+    before = inodes(installed)
+    third = await paired_hub.deploy(game, options("Saver"))
+    assert third.bytes_sent == 0
+    assert inodes(installed) == before
+
+
 @pytest.mark.parametrize("changed", ["nothing", "one file"])
 async def test_an_installed_file_changed_before_completion_is_sent_again(
     agent: Agent, paired_hub: HubClient, tmp_path: Path, changed: str

@@ -1,6 +1,7 @@
-"""`installed_modes`: a game folder counts as the new version only if it holds exactly the listed
-files, each unchanged since the manifest recorded it. Property-based: random trees, each left
-alone or changed in one way."""
+"""`look_at`: a game folder counts as the new version only if it holds the listed files, each
+unchanged since the manifest recorded it, and besides them only what the game wrote there (no
+file an earlier install put there). Property-based: random trees, each left alone or changed in
+one way."""
 
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ from capydeploy.protocol.messages import UploadFile
 
 NAMES = st.sampled_from(["a", "b", "c.pak", "Ü", "d e", "x" * 40])
 PATHS = st.lists(NAMES, min_size=1, max_size=4).map("/".join)
+# What the game writes into its folder leaves it the new version; anything else does not.
+GAME_WRITES = ["none", "extra file", "extra folder", "extra symlink", "extra file in a new folder"]
 CHANGES = [
-    "none",
-    "extra file",
-    "extra folder",
-    "extra symlink",
+    *GAME_WRITES,
+    "stale file",
+    "extra fifo",
     "file removed",
     "size changed",
     "mtime changed",
@@ -34,6 +36,15 @@ CHANGES = [
     "file made a folder",
     "file made a fifo",
 ]
+
+
+STALE = "stale.pak"  # the name of a file the manifest records but the new version does not list
+
+
+def recorded_by_a_manifest(paths: list[str]) -> set[str]:
+    """What the manifest of the installed version records among `paths` (see manifest.recorded_among):
+    here, every file named STALE, as if the earlier install had put it there."""
+    return {path for path in paths if path.rpartition("/")[2] == STALE}
 
 
 def _no_file_is_a_folder(paths: list[str]) -> bool:
@@ -72,6 +83,13 @@ def _change(game: Path, files: list[tuple[str, int]], change: str, pick: int) ->
     target = game / path
     if change == "extra file":
         (target.parent / "extra.bin").write_bytes(b"")
+    elif change == "extra file in a new folder":
+        (target.parent / "saves").mkdir()
+        (target.parent / "saves" / "slot1.sav").write_bytes(b"progress")
+    elif change == "stale file":
+        (target.parent / STALE).write_bytes(b"old")
+    elif change == "extra fifo":
+        os.mkfifo(target.parent / "extra.fifo")
     elif change == "extra folder":
         (target.parent / "extra").mkdir()
     elif change == "extra symlink":
@@ -104,8 +122,8 @@ def _change(game: Path, files: list[tuple[str, int]], change: str, pick: int) ->
 def test_only_an_untouched_folder_is_the_new_version(files: list[tuple[str, int]], change: str, pick: int) -> None:
     with _game_folder(files) as (game, listing, mtimes):
         _change(game, files, change, pick)
-        look = look_at(game, listing, mtimes)
-        if change != "none":
+        look = look_at(game, listing, mtimes, recorded_by_a_manifest)
+        if change not in GAME_WRITES:
             assert look is None
             return
         assert look is not None
@@ -118,10 +136,10 @@ def test_a_symlinked_or_missing_game_folder_is_never_the_new_version(tmp_path: P
     listing = FileListing.of([UploadFile.unchecked("a.bin", 1, None)])
     real = tmp_path / "Real"
     mtimes = _build(real, [("a.bin", 1)])
-    assert look_at(real, listing, mtimes) is not None
+    assert look_at(real, listing, mtimes, recorded_by_a_manifest) is not None
     (tmp_path / "Game").symlink_to(real, target_is_directory=True)
-    assert look_at(tmp_path / "Game", listing, mtimes) is None
-    assert look_at(tmp_path / "Missing", listing, mtimes) is None
+    assert look_at(tmp_path / "Game", listing, mtimes, recorded_by_a_manifest) is None
+    assert look_at(tmp_path / "Missing", listing, mtimes, recorded_by_a_manifest) is None
 
 
 @given(sizes=st.lists(st.integers(0, 3), min_size=1, max_size=20), data=st.data())
@@ -142,7 +160,7 @@ LATER_CHANGES = ["none", "replaced, mtime put back", "hard-linked elsewhere"]
 @given(files=GAMES, change=st.sampled_from(LATER_CHANGES), pick=st.integers(0, 100))
 def test_a_later_look_notices_a_replaced_file(files: list[tuple[str, int]], change: str, pick: int) -> None:
     with _game_folder(files) as (game, listing, mtimes):
-        first = look_at(game, listing, mtimes)
+        first = look_at(game, listing, mtimes, recorded_by_a_manifest)
         assert first is not None
         row = pick % len(files)
         target = game / files[row][0]
@@ -155,7 +173,7 @@ def test_a_later_look_notices_a_replaced_file(files: list[tuple[str, int]], chan
         elif change == "hard-linked elsewhere":
             os.link(target, game.parent / "elsewhere")
             os.unlink(game.parent / "elsewhere")
-        again = look_at(game, listing, mtimes)
+        again = look_at(game, listing, mtimes, recorded_by_a_manifest)
         assert again is not None  # the folder still holds the listed files, as a manifest would vouch
         unchanged = set(rows_unchanged_since(game, listing, first))
         with_bytes = {index for index, (_, size) in enumerate(files) if size}
@@ -165,3 +183,19 @@ def test_a_later_look_notices_a_replaced_file(files: list[tuple[str, int]], chan
         else:
             assert again.same_files_as(first)
             assert unchanged == with_bytes
+
+
+def test_a_folder_with_unlisted_files_and_no_manifest_to_tell_is_never_the_new_version(tmp_path: Path) -> None:
+    listing = FileListing.of([UploadFile.unchecked("a.bin", 1, None)])
+    game = tmp_path / "Game"
+    mtimes = _build(game, [("a.bin", 1)])
+    (game / "notes.txt").write_bytes(b"?")
+    asked: list[list[str]] = []
+
+    def no_manifest(paths: list[str]) -> set[str] | None:
+        asked.append(paths)
+        return None
+
+    assert look_at(game, listing, mtimes, no_manifest) is None
+    assert asked == [["notes.txt"]]
+    assert look_at(game, listing, mtimes, recorded_by_a_manifest) is not None

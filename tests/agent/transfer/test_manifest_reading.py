@@ -27,6 +27,7 @@ from capydeploy.agent.transfer.manifest import (
     matches_of,
     read_manifest,
     read_manifest_matches,
+    recorded_among,
     stage_manifest,
 )
 from capydeploy.agent.transfer.session import _rows_by_path
@@ -209,6 +210,31 @@ def test_a_damaged_manifest_matches_nothing_as_it_reads_as_nothing(
     assert (matched is None) == (plain is None)
     if plain is not None and matched is not None:
         assert list(matched) == list(matches_of(plain, listing))
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(entries, max_size=5), st.lists(st.sampled_from(["a", "b/c", "ok", "é.txt", "none"]), max_size=5))
+def test_what_a_manifest_records_among_some_paths_is_what_the_plain_reading_says(
+    tmp_path: Path, files: list[Any], asked: list[str]
+) -> None:
+    """`recorded_among` (which of a game folder's unlisted files an install put there) reads as
+    it goes, and answers as the plain reading: None where that reads nothing."""
+    root = tmp_path / f"root{len(list(tmp_path.iterdir()))}"
+    _write_manifest(root, {"version": MANIFEST_VERSION, "gameName": "G", "installedAt": 3.5, "files": files})
+    plain = read_manifest(root, "G")
+    recorded = recorded_among(root, "G", asked)
+    if plain is None:
+        assert recorded is None
+    else:
+        assert recorded == set(asked) & plain.entries.keys()
+
+
+def test_what_a_manifest_of_another_game_or_none_records_is_unknown(tmp_path: Path) -> None:
+    assert recorded_among(tmp_path, "G", ["a"]) is None  # none written
+    _write_manifest(tmp_path, {"version": MANIFEST_VERSION, "gameName": "Other", "files": [{"path": "a", "size": 1, "mtimeNs": 1}]})
+    assert recorded_among(tmp_path, "G", ["a"]) is None
+    _write_manifest(tmp_path, {"version": MANIFEST_VERSION, "gameName": "G", "files": [{"path": "a", "size": 1, "mtimeNs": 1}]})
+    assert recorded_among(tmp_path, "G", ["a", "b"]) == {"a"}
 
 
 def test_a_manifest_of_another_game_or_none_matches_nothing(tmp_path: Path) -> None:

@@ -139,37 +139,57 @@ async def test_a_changed_executable_is_set_in_place(make_service: ServiceFactory
     assert inodes(game) == before
 
 
-@pytest.mark.parametrize(
-    "extra",
-    ["a file", "an empty folder", "a symlink", "a listed file replaced by a symlink", "a folder as the game"],
-)
-async def test_a_folder_holding_more_than_the_list_is_installed_the_usual_way(
-    service: TransferService, games: Path, tmp_path: Path, extra: str
+@pytest.mark.parametrize("written", ["a file", "an empty folder", "a symlink", "a file in a folder of its own"])
+async def test_what_the_game_wrote_in_its_folder_leaves_it_the_new_version(
+    service: TransferService, games: Path, tmp_path: Path, written: str
 ) -> None:
     game = await install_v1(service, games)
-    if extra == "a file":
+    if written == "a file":
         (game / "data" / "save.dat").write_bytes(b"progress")
-    elif extra == "an empty folder":
+    elif written == "an empty folder":
         (game / "data" / "mods").mkdir()
-    elif extra == "a symlink":
+    elif written == "a symlink":
         (game / "link").symlink_to(tmp_path)
-    elif extra == "a listed file replaced by a symlink":
+    else:
+        (game / "saves").mkdir()
+        (game / "saves" / "slot1.sav").write_bytes(b"progress")
+    before = inodes(game)
+    reply = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    assert reply.resume_from == everything(version(1))
+    installed = await service.complete_upload(HUB, reply.upload_id)
+    # Completed in place: the same folder and entries, the game's own among them.
+    assert inodes(installed.path) == before
+    assert {path: data for path, data in files_of(game).items() if path in version(1)} == version(1)
+
+
+@pytest.mark.parametrize(
+    "change", ["a listed file replaced by a symlink", "a folder as the game", "a file an earlier install put there"]
+)
+async def test_a_folder_holding_what_the_new_version_does_not_is_installed_the_usual_way(
+    service: TransferService, games: Path, tmp_path: Path, change: str
+) -> None:
+    game = await install_v1(service, games)
+    if change == "a listed file replaced by a symlink":
         outside = tmp_path / "notes.txt"
         outside.write_bytes(b"v1")
         stamp = os.lstat(game / "notes.txt")
         os.utime(outside, ns=(stamp.st_atime_ns, stamp.st_mtime_ns))
         (game / "notes.txt").unlink()
         (game / "notes.txt").symlink_to(outside)
-    else:
+    elif change == "a folder as the game":
         moved = games / "Elsewhere"
         game.rename(moved)
         game.symlink_to(moved, target_is_directory=True)
+    else:
+        await upload(service, "Game", {**version(1), "data/old.pak": b"dropped by the next version"}, exe="game.exe")
     folder_inode = os.lstat(game).st_ino
     await upload(service, "Game", version(1), exe="game.exe")
     # Swapped as any install is: the folder is new and holds the listed files and nothing else.
     assert os.lstat(game).st_ino != folder_inode
     assert stat.S_ISDIR(os.lstat(game).st_mode)
     assert snapshot(game) == snapshot_of(version(1))
+    if change == "a folder as the game":
+        assert files_of(games / "Elsewhere") == version(1)  # only the link was replaced
 
 
 def snapshot_of(files: dict[str, bytes]) -> dict[str, bytes]:
@@ -202,16 +222,14 @@ async def test_a_file_edited_before_completion_must_be_sent_again(service: Trans
     assert os.lstat(installed.path / "notes.txt").st_mtime_ns != 5
 
 
-async def test_a_file_added_before_completion_is_left_out_as_by_any_install(
-    service: TransferService, games: Path
-) -> None:
+async def test_a_file_the_game_writes_before_completion_is_kept(service: TransferService, games: Path) -> None:
     game = await install_v1(service, games)
-    level_inode = os.lstat(game / "data/level1.pak").st_ino
+    before = inodes(game)
     reply = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
     (game / "stray.tmp").write_bytes(b"x")
-    installed = await service.complete_upload(HUB, reply.upload_id)  # every file could be carried
-    assert snapshot(installed.path) == snapshot_of(version(1))
-    assert os.lstat(installed.path / "data/level1.pak").st_ino == level_inode  # linked, not sent
+    installed = await service.complete_upload(HUB, reply.upload_id)
+    assert snapshot(installed.path) == {**snapshot_of(version(1)), "stray.tmp": b"x"}
+    assert inodes(installed.path) == {**before, "stray.tmp": os.lstat(game / "stray.tmp").st_ino}  # in place
     assert list(staging_root(games).iterdir()) == []
 
 

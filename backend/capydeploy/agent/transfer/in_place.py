@@ -1,10 +1,11 @@
 """A redeploy that changes nothing: the installed folder already is the new version.
 
 When every listed file would be carried over from the installed version (incremental.plan_carry)
-and the game folder holds nothing else, the usual install would stage a tree of hard links, swap
-it for an identical one, then delete the old links: for a game of 20 000 files that is most of an
-unchanged redeploy's time, and 40 000 directory updates on the device's storage
-(docs/performance.md). Such an upload is completed in place instead.
+and the game folder holds nothing else but what the game wrote there (which any install keeps,
+keep.py), the usual install would stage a tree of hard links, swap it for an identical one, then
+delete the old links: for a game of 20 000 files that is most of an unchanged redeploy's time,
+and 40 000 directory updates on the device's storage (docs/performance.md). Such an upload is
+completed in place instead.
 
 At `init_upload` the folder is looked at (`look_at`): each file must have the size and mtime the
 manifest recorded, and its inode is noted. When the Hub comes back (a resuming `init_upload`,
@@ -23,7 +24,7 @@ from __future__ import annotations
 import os
 import stat
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,21 +57,27 @@ def all_recorded(listing: FileListing, mtimes: array[int]) -> bool:
     return all(mtime != MTIME_UNSEEN for mtime, size in zip(mtimes, listing.sizes, strict=True) if size)
 
 
-def look_at(game_dir: Path, listing: FileListing, mtimes: array[int]) -> FolderLook | None:
-    """If `game_dir` (a folder, not a symlink to one) holds the listed files and nothing else, what
-    it holds; else None. Each must be a regular file of its listed size and, if it has any bytes,
-    of its mtime in `mtimes` (its installed copy's, as the manifest recorded it); no other file,
-    link or folder may be there."""
+def look_at(
+    game_dir: Path, listing: FileListing, mtimes: array[int], recorded: Callable[[list[str]], set[str] | None]
+) -> FolderLook | None:
+    """If `game_dir` (a folder, not a symlink to one) holds the listed files and, besides them,
+    only what the game wrote there, what it holds; else None. Each listed file must be a regular
+    file of its listed size and, if it has any bytes, of its mtime in `mtimes` (its installed
+    copy's, as the manifest recorded it). Any other file or symlink must be one the manifest does
+    not record (`recorded` tells which of some paths it does): one an install put there, which the
+    new version no longer lists, must go, so the folder cannot stay. An install keeps the game's
+    own entries (keep.py), so leaving them in place is what it would do; a listed path of another
+    kind, a FIFO, socket or device rules the folder out as well."""
     try:
         if not stat.S_ISDIR(os.lstat(game_dir).st_mode):
             return None
     except OSError:
         return None
     paths, sizes = listing.paths, listing.sizes
-    folders = listed_folders(paths)
     count = len(listing)
     look = FolderLook(mtimes, array("H", bytes(2 * count)), array("Q", bytes(8 * count)))
     found = 0
+    unlisted: list[str] = []
     pending = [""]  # folders to read, relative to the game folder
     while pending:
         folder = pending.pop()
@@ -78,14 +85,17 @@ def look_at(game_dir: Path, listing: FileListing, mtimes: array[int]) -> FolderL
             with os.scandir(os.path.join(game_dir, folder)) as entries:
                 for entry in entries:
                     path = f"{folder}/{entry.name}" if folder else entry.name
+                    index = paths.index_of(path)
                     if entry.is_dir(follow_symlinks=False):
-                        if path not in folders:
+                        if index is not None:
                             return None
                         pending.append(path)
                         continue
-                    index = paths.index_of(path)
                     if index is None:
-                        return None
+                        if not (entry.is_file(follow_symlinks=False) or entry.is_symlink()):
+                            return None
+                        unlisted.append(path)
+                        continue
                     info = entry.stat(follow_symlinks=False)
                     size = sizes[index]
                     if not stat.S_ISREG(info.st_mode) or info.st_size != size:
@@ -98,7 +108,11 @@ def look_at(game_dir: Path, listing: FileListing, mtimes: array[int]) -> FolderL
         except OSError:
             return None
     # Each path found is listed, and no two are the same: as many means every listed file is there.
-    return look if found == count else None
+    if found != count:
+        return None
+    if unlisted and recorded(unlisted) != set():
+        return None  # an earlier install's file the new version drops (or no manifest to tell)
+    return look
 
 
 def rows_unchanged_since(game_dir: Path, listing: FileListing, look: FolderLook) -> Iterator[int]:

@@ -110,6 +110,40 @@ def matches_of(manifest: InstalledManifest, listing: FileListing) -> array[int]:
     return mtimes
 
 
+def recorded_among(root: Path, game_name: str, paths: Iterable[str]) -> set[str] | None:
+    """Those of `paths` the manifest of `game_name` records: files an earlier install put in the
+    game folder. None when there is no manifest (or it is damaged, or of another game): then
+    nothing is known of what the folder holds.
+
+    Read a block at a time, as `read_manifest_matches`, keeping only the paths asked about.
+    """
+    wanted = set(paths)
+    recorded: set[str] = set()
+
+    def note(pairs: list[tuple[str, Any]]) -> Any:
+        entry = _decode_entry(pairs)
+        if not isinstance(entry, ManifestEntry):
+            return entry
+        if entry.path in wanted:
+            recorded.add(entry.path)
+        return _COMPARED
+
+    try:
+        members, items = read_json_list(manifest_path(root, game_name), "files", note)
+        with contextlib.closing(items):
+            if not _is_manifest_of(members, game_name):
+                return None
+            for item in items:
+                if item is not _COMPARED:
+                    raise NotAStreamableList("an entry with other keys")
+        return recorded
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):  # not in the form we write (or damaged): the plain reading decides
+        manifest = read_manifest(root, game_name)
+        return None if manifest is None else wanted & manifest.entries.keys()
+
+
 # What an entry becomes once compared with the listing (see read_manifest_matches).
 _COMPARED = object()
 

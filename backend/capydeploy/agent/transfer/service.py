@@ -59,11 +59,13 @@ from .install import (
     trash_staging,
 )
 from .journal import ChunkJournal, ChunkRecord
+from .keep import keep_what_the_game_wrote
 from .manifest import (
     manifest_entries,
     publish_manifest,
     put_manifest_back,
     read_manifest_matches,
+    recorded_among,
     remove_manifest,
     set_manifest_aside,
     stage_manifest,
@@ -898,7 +900,8 @@ class TransferService:
         assert first is not None
         target, listing = session.target, session.files.listing
         if not give_up:
-            again = await self._run(session, look_at, target, listing, first.mtimes)
+            recorded = functools.partial(recorded_among, session.layout.root, session.game_name)
+            again = await self._run(session, look_at, target, listing, first.mtimes, recorded)
             if again is not None and again.same_files_as(first):
                 return again
         log.info("upload %s of %r: its files are carried the usual way", session.upload_id, session.game_name)
@@ -1004,6 +1007,17 @@ class TransferService:
         except OSError as exc:
             raise _os_error("could not make the staged files durable", exc) from None
         self._check_target(layout.root, target)  # again: the folder may have changed since init
+        try:
+            kept = keep_what_the_game_wrote(layout, session.game_name, target, session.files.listing, self._writer)
+        except OSError as exc:
+            raise _os_error(f"could not keep the files the game wrote in {target}", exc) from None
+        if kept:
+            log.info(
+                "%r: kept %d files and %d folders the game wrote in its folder",
+                session.game_name,
+                len(kept.files),
+                len(kept.folders),
+            )
         try:
             # Recorded before the swap, from the staged tree (a rename keeps every mtime), so an
             # Agent that dies right after the swap still has it (recover_install publishes it).
@@ -1340,7 +1354,7 @@ def _plan_upload(
         return plan, session.total_bytes - session.held_bytes - carried, None
     matches = read_manifest_matches(layout.root, game_name, files)
     if matches is not None and all_recorded(files, matches):
-        look = look_at(target, files, matches)
+        look = look_at(target, files, matches, functools.partial(recorded_among, layout.root, game_name))
         if look is not None:
             return CarryPlan("", array("q")), 0, look  # the installed folder is the new version
     fresh = (index for index, size in enumerate(files.sizes) if size > 0)

@@ -8,6 +8,7 @@
         previous/       the old installed version, only for the instant of the swap
         manifest.json   the new version's manifest, written just before the swap, published after it
         previous-manifest.json  the old version's manifest, set aside for the instant of the swap
+        kept.json       what the game wrote in its folder and the install kept in tree/ (keep.py)
 
 Staging sits inside the install root so the final rename never crosses filesystems.
 """
@@ -94,6 +95,10 @@ class StagingLayout:
     @property
     def previous_manifest(self) -> Path:
         return self.folder / "previous-manifest.json"
+
+    @property
+    def kept_file(self) -> Path:
+        return self.folder / "kept.json"
 
 
 def _wire_entry(relative_path: str, size: int, sha256: str | None) -> dict[str, Any]:

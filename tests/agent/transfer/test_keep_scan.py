@@ -1,0 +1,100 @@
+"""`keep_what_the_game_wrote` over random trees: after it, the staged tree holds the new version's
+files and every file of the old folder that neither an earlier install put there (the manifest)
+nor a path of the new version claims; nothing else. And what it adds is made durable."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from capydeploy.agent.transfer import OsFileWriter, keep
+from capydeploy.agent.transfer.keep import keep_what_the_game_wrote
+from capydeploy.agent.transfer.manifest import ManifestEntry, manifest_json, manifest_path
+from capydeploy.agent.transfer.staging import StagingLayout, new_upload_id
+from capydeploy.protocol.listing import FileListing
+from capydeploy.protocol.messages import UploadFile
+from capydeploy.storage import atomic_write_json
+
+NAMES = st.sampled_from(["a", "b", "c.sav", "Ü", "d e"])
+PATHS = st.lists(NAMES, min_size=1, max_size=3).map("/".join)
+FILE_SETS = st.lists(PATHS, max_size=8, unique=True)
+
+
+def claims(path: str, paths: set[str]) -> bool:
+    """Whether `paths` holds `path`, a folder of it, or a file inside it: a path both cannot hold."""
+    return any(other == path or other.startswith(path + "/") or path.startswith(other + "/") for other in paths)
+
+
+def consistent(paths: list[str]) -> set[str]:
+    """The paths, minus any that would need a file and a folder of the same name."""
+    kept: set[str] = set()
+    for path in paths:
+        if not claims(path, kept):
+            kept.add(path)
+    return kept
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {
+        Path(dirpath, name).relative_to(folder).as_posix(): Path(dirpath, name).read_bytes()
+        for dirpath, _, names in os.walk(folder)
+        for name in names
+    }
+
+
+def build(folder: Path, files: dict[str, bytes]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for path, data in files.items():
+        (folder / path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path).write_bytes(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(old=FILE_SETS, written=FILE_SETS, new=FILE_SETS, has_manifest=st.booleans())
+def test_the_tree_holds_the_new_files_and_the_game_folder_s_own(
+    old: list[str], written: list[str], new: list[str], has_manifest: bool
+) -> None:
+    installed = consistent(old)
+    game_wrote = {path for path in consistent(written) if not claims(path, installed)}
+    new_files = consistent(new)
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch) / "Games"
+        game = root / "Game"
+        build(game, {path: b"old" for path in installed} | {path: b"game" for path in game_wrote})
+        if has_manifest:
+            entries = (ManifestEntry(path, 3, None, 0) for path in sorted(installed))
+            manifest_path(root, "Game").parent.mkdir(parents=True)
+            atomic_write_json(manifest_path(root, "Game"), manifest_json("Game", 0.0, entries), compact=True)
+        layout = StagingLayout(root, new_upload_id())
+        build(layout.tree, {path: b"new" for path in new_files})
+        listing = FileListing.of([UploadFile.unchecked(path, 3, None) for path in sorted(new_files)])
+
+        kept = keep_what_the_game_wrote(layout, "Game", game, listing, OsFileWriter())
+
+        ours = installed if has_manifest else set()
+        expected_kept = {path for path in (game_wrote | installed) - ours if not claims(path, new_files)}
+        assert set(kept.files) == expected_kept
+        assert files_under(layout.tree) == {path: b"new" for path in new_files} | {
+            path: files_under(game)[path] for path in expected_kept
+        }
+        for path in expected_kept:  # linked: the same file, not a copy
+            assert os.lstat(layout.tree / path).st_ino == os.lstat(game / path).st_ino
+
+
+def test_what_is_added_is_durable_deepest_folder_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    game = tmp_path / "Games" / "Game"
+    build(game, {"data/level.pak": b"old", "saves/deep/auto.sav": b"game", "data/settings.ini": b"game"})
+    layout = StagingLayout(tmp_path / "Games", new_upload_id())
+    build(layout.tree, {"data/level.pak": b"new"})
+    synced: list[str] = []
+    monkeypatch.setattr(keep, "fsync_directory", lambda folder: synced.append(Path(folder).as_posix()))
+    listing = FileListing.of([UploadFile.unchecked("data/level.pak", 3, None)])
+    keep_what_the_game_wrote(layout, "Game", game, listing, OsFileWriter())
+    tree = layout.tree.as_posix()
+    assert sorted(synced) == sorted([tree, f"{tree}/data", f"{tree}/saves", f"{tree}/saves/deep"])
+    assert synced.index(f"{tree}/saves/deep") < synced.index(f"{tree}/saves") < synced.index(tree)

@@ -1,0 +1,239 @@
+"""What the game wrote into its own folder survives a redeploy; what an earlier install put there
+and the new version no longer lists does not; the new version wins any path both claim; a failed
+install keeps the old folder whole and never brings back what the game deleted since."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from capydeploy.agent.transfer import TransferService, install, keep
+from capydeploy.protocol.errors import ErrorCode, ProtocolError
+from tests.agent.transfer.conftest import ServiceFactory
+from tests.agent.transfer.transfer_helpers import (
+    HUB,
+    all_frames,
+    files_of,
+    game_version,
+    make_request,
+    send,
+    snapshot,
+    staging_root,
+    upload,
+)
+
+
+def what_a_game_writes(game: Path) -> None:
+    """Saves in a folder of their own, settings beside the shipped data, an empty folder for
+    screenshots, and a symlink to the latest save (relative, as games make them)."""
+    (game / "saves").mkdir()
+    (game / "saves" / "slot1.sav").write_bytes(b"level 7, 300 gold")
+    (game / "saves" / "deep").mkdir()
+    (game / "saves" / "deep" / "auto.sav").write_bytes(b"")
+    (game / "data" / "settings.ini").write_bytes(b"[video]\nvsync=1\n")
+    (game / "screenshots").mkdir()
+    (game / "latest.sav").symlink_to("saves/slot1.sav")
+
+
+GAME_WROTE = {
+    "saves/": b"<dir>",
+    "saves/slot1.sav": b"level 7, 300 gold",
+    "saves/deep/": b"<dir>",
+    "saves/deep/auto.sav": b"",
+    "data/settings.ini": b"[video]\nvsync=1\n",
+    "screenshots/": b"<dir>",
+    "latest.sav": b"level 7, 300 gold",  # through the symlink
+}
+
+
+def inode(path: Path) -> int:
+    return os.lstat(path).st_ino
+
+
+def tree_of(files: dict[str, bytes]) -> dict[str, bytes]:
+    """`snapshot`'s view of a game of `files`: its folders too."""
+    expected = dict(files)
+    for path in files:
+        parent = path.rpartition("/")[0]
+        while parent:
+            expected[parent + "/"] = b"<dir>"
+            parent = parent.rpartition("/")[0]
+    return expected
+
+
+@pytest.mark.parametrize("redeploy", ["changed", "unchanged"])
+async def test_a_redeploy_keeps_what_the_game_wrote(service: TransferService, games: Path, redeploy: str) -> None:
+    game = await upload(service, "Game", game_version(1), exe="game.exe")
+    what_a_game_writes(game)
+    save_inode = inode(game / "saves" / "slot1.sav")
+    new = game_version(2 if redeploy == "changed" else 1)
+    installed = await upload(service, "Game", new, exe="game.exe")
+    assert snapshot(installed) == {**tree_of(new), **GAME_WROTE}
+    assert inode(installed / "saves" / "slot1.sav") == save_inode  # the same file, not a copy
+    assert os.readlink(installed / "latest.sav") == "saves/slot1.sav"  # still a symlink
+    assert list(staging_root(games).iterdir()) == []
+
+
+async def test_files_an_earlier_install_put_there_go_with_the_old_version(
+    service: TransferService, games: Path
+) -> None:
+    old = {**game_version(1), "data/old.pak": b"dropped", "intro/movie.bik": b"dropped too"}
+    game = await upload(service, "Game", old, exe="game.exe")
+    (game / "intro" / "watched.flag").write_bytes(b"1")  # the game's, in a folder that was ours
+    installed = await upload(service, "Game", game_version(2), exe="game.exe")
+    assert snapshot(installed) == {**tree_of(game_version(2)), "intro/": b"<dir>", "intro/watched.flag": b"1"}
+
+
+async def test_a_folder_of_only_dropped_files_goes_too(service: TransferService, games: Path) -> None:
+    await upload(service, "Game", {**game_version(1), "intro/movie.bik": b"dropped"}, exe="game.exe")
+    installed = await upload(service, "Game", game_version(2), exe="game.exe")
+    assert snapshot(installed) == tree_of(game_version(2))
+
+
+async def test_the_new_version_wins_a_path_both_claim(
+    service: TransferService, games: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    game = await upload(service, "Game", game_version(1), exe="game.exe")
+    (game / "patch.dat").write_bytes(b"the game's")  # a file the new version ships too
+    (game / "mods").mkdir()  # a folder where the new version ships a file
+    (game / "mods" / "mine.mod").write_bytes(b"m")
+    (game / "levels").write_bytes(b"a file where the new version ships a folder")
+    new = {**game_version(2), "patch.dat": b"shipped", "mods": b"shipped", "levels/one.pak": b"shipped"}
+    with caplog.at_level(logging.WARNING, logger=keep.__name__):
+        installed = await upload(service, "Game", new, exe="game.exe")
+    assert snapshot(installed) == tree_of(new)
+    warned = " ".join(record.getMessage() for record in caplog.records)
+    assert "mods/ in the installed folder is replaced" in warned
+    assert "levels in the installed folder is replaced" in warned
+
+
+async def test_a_folder_capydeploy_did_not_install_keeps_what_it_holds(service: TransferService, games: Path) -> None:
+    """No manifest tells what is ours: the files the new version does not name stay, as a copy
+    over a folder leaves them; those it names are replaced."""
+    game = games / "Game"
+    (game / "data").mkdir(parents=True)
+    (game / "notes.txt").write_bytes(b"copied by hand")
+    (game / "data" / "extra.pak").write_bytes(b"from the hand copy")
+    (game / "saves").mkdir()
+    (game / "saves" / "slot1.sav").write_bytes(b"progress")
+    installed = await upload(service, "Game", game_version(1), exe="game.exe")
+    assert snapshot(installed) == {
+        **tree_of(game_version(1)),
+        "data/extra.pak": b"from the hand copy",
+        "saves/": b"<dir>",
+        "saves/slot1.sav": b"progress",
+    }
+
+
+async def test_a_game_folder_that_is_a_symlink_is_not_walked(service: TransferService, games: Path) -> None:
+    real = await upload(service, "Real", game_version(1), exe="game.exe")
+    (real / "saves.dat").write_bytes(b"progress")
+    (games / "Game").symlink_to(real, target_is_directory=True)
+    installed = await upload(service, "Game", game_version(2), exe="game.exe")
+    assert snapshot(installed) == tree_of(game_version(2))  # the link was replaced...
+    assert (real / "saves.dat").read_bytes() == b"progress"  # ...and what it pointed at stays
+
+
+async def test_a_failed_swap_loses_nothing_and_a_retry_keeps_what_is_there_by_then(
+    service: TransferService, games: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    game = await upload(service, "Game", game_version(1), exe="game.exe")
+    what_a_game_writes(game)
+    before = snapshot(game)
+    v2 = game_version(2)
+    reply = await service.init_upload(HUB, make_request("Game", v2, exe="game.exe"))
+    await send(service, all_frames(reply.upload_id, v2, reply.resume_from))
+    real_rename = os.rename
+
+    def failing_rename(src: os.PathLike[str] | str, dst: os.PathLike[str] | str) -> None:
+        if Path(src).name == "tree":
+            raise OSError(errno.EIO, "I/O error")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(install.os, "rename", failing_rename)
+    with pytest.raises(ProtocolError) as caught:
+        await service.complete_upload(HUB, reply.upload_id)
+    assert caught.value.code == ErrorCode.INTERNAL
+    assert snapshot(game) == before  # the old version and the game's files, untouched
+    staged = staging_root(games) / reply.upload_id
+    assert (staged / "tree" / "saves" / "slot1.sav").exists()  # kept in the staged tree, and noted
+    # Meanwhile the player deletes a save and makes another.
+    (game / "saves" / "slot1.sav").unlink()
+    (game / "saves" / "slot2.sav").write_bytes(b"new game")
+    (game / "latest.sav").unlink()
+    (game / "latest.sav").symlink_to("saves/slot2.sav")
+    monkeypatch.setattr(install.os, "rename", real_rename)
+    installed = (await service.complete_upload(HUB, reply.upload_id)).path
+    assert snapshot(installed) == {
+        **tree_of(v2),
+        **{path: data for path, data in GAME_WROTE.items() if path != "saves/slot1.sav"},
+        "saves/slot2.sav": b"new game",
+        "latest.sav": b"new game",
+    }  # deleted stays deleted
+    assert os.readlink(installed / "latest.sav") == "saves/slot2.sav"
+
+
+async def test_a_failure_while_keeping_takes_back_what_it_kept(
+    service: TransferService, games: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    game = await upload(service, "Game", game_version(1), exe="game.exe")
+    what_a_game_writes(game)
+    before = snapshot(game)
+    v2 = game_version(2)
+    reply = await service.init_upload(HUB, make_request("Game", v2, exe="game.exe"))
+    await send(service, all_frames(reply.upload_id, v2, reply.resume_from))
+    real_link = os.link
+
+    def link_fails_on_the_symlink(src: str, dst: str, *, follow_symlinks: bool = True) -> None:
+        if src.endswith("latest.sav"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_link(src, dst, follow_symlinks=follow_symlinks)
+
+    monkeypatch.setattr(keep.os, "link", link_fails_on_the_symlink)
+    with pytest.raises(ProtocolError) as caught:
+        await service.complete_upload(HUB, reply.upload_id)
+    assert caught.value.code == ErrorCode.INTERNAL
+    assert "could not keep the files the game wrote" in caught.value.message
+    assert snapshot(game) == before
+    staged_tree = staging_root(games) / reply.upload_id / "tree"
+    assert files_of(staged_tree) == v2  # nothing of the game's is left in staging
+    assert not (staged_tree / "saves").exists()
+    monkeypatch.setattr(keep.os, "link", real_link)
+    installed = (await service.complete_upload(HUB, reply.upload_id)).path
+    assert snapshot(installed) == {**tree_of(v2), **GAME_WROTE}
+
+
+async def test_kept_files_are_copied_where_hard_links_fail(
+    service: TransferService, games: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    game = await upload(service, "Game", game_version(1), exe="game.exe")
+    what_a_game_writes(game)
+
+    def no_links(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(keep.os, "link", no_links)
+    installed = await upload(service, "Game", game_version(2), exe="game.exe")
+    assert snapshot(installed) == {**tree_of(game_version(2)), **GAME_WROTE}
+    assert os.readlink(installed / "latest.sav") == "saves/slot1.sav"
+
+
+async def test_what_the_game_wrote_survives_an_agent_restart_mid_upload(
+    make_service: ServiceFactory, games: Path
+) -> None:
+    first = make_service()
+    game = await upload(first, "Game", game_version(1), exe="game.exe")
+    v2 = game_version(2)
+    reply = await first.init_upload(HUB, make_request("Game", v2, exe="game.exe"))
+    await send(first, all_frames(reply.upload_id, v2, reply.resume_from))
+    await first.close()
+    what_a_game_writes(game)
+    second = make_service()
+    again = await second.init_upload(HUB, make_request("Game", v2, exe="game.exe"))
+    assert again.upload_id == reply.upload_id
+    installed = (await second.complete_upload(HUB, again.upload_id)).path
+    assert snapshot(installed) == {**tree_of(v2), **GAME_WROTE}
