@@ -1,16 +1,18 @@
 """Suite 3, faults: the Agent SIGKILLed and restarted, the connection cut, the disk full, shortcuts.vdf corrupt.
 
 Every fault hits the upload of a new version (v<k+1>) of a game whose previous version (v<k>) is
-installed, with a Steam shortcut. After each fault the suite checks, from outside the Agent:
+installed, with a Steam shortcut. After each install the "game" plays: it writes a new save, rewrites
+an older one and its settings file in its own folder, which every later version must keep. After
+each fault the suite checks, from outside the Agent:
 
-* the installed game is still v<k>, byte for byte (or, once `complete_upload` may have run, v<k+1>
-  whole: never a mix, never missing);
+* the installed game is still v<k> and the game's files, byte for byte (or, once `complete_upload`
+  may have run, v<k+1> whole and the game's files: never a mix, never missing);
 * `shortcuts.vdf` is unchanged, or correctly updated (the other shortcuts untouched, ours once with
   the right exe, start folder and launch options), never half-written;
 
 and after the Hub's next deploy (which must resume: the Agent reports what it already holds):
 
-* v<k+1> is installed byte for byte and the shortcut points at it.
+* v<k+1> and the game's files are installed byte for byte and the shortcut points at it.
 
 Faults:
 
@@ -36,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import hashlib
 import logging
 import os
 import random
@@ -236,6 +239,31 @@ class Target:
         device.shortcuts_vdf.write_bytes(self.vdf_good)
         self.install_seconds = 0.2  # how long complete_upload takes here (measured on the first deploy)
         self._damage_counted: set[int] = set()  # versions whose damage is already in data_lost
+        # What the "game" wrote into its folder after each install (saves, settings): every
+        # later version must keep it, whatever the fault (keep.py).
+        self.saves: Digest = {}
+
+    def expected(self, version: GameVersion) -> Digest:
+        """The game folder once `version` is installed: its files and the game's own."""
+        return {**version.digest, **self.saves}
+
+    def play(self, version: GameVersion) -> None:
+        """Run the game a little: a new save, an older one rewritten in place, the settings file
+        rewritten, as a game does between two deploys."""
+        rng = self.suite.rng
+        writes = {
+            f"saves/slot-v{version.number}.sav": rng.randbytes(rng.randint(1, 64 * 1024)),
+            "settings.ini": f"last version played = {version.number}\n".encode(),
+        }
+        if self.saves:
+            writes[rng.choice(sorted(p for p in self.saves if p.startswith("saves/")) or ["saves/slot-0.sav"])] = (
+                rng.randbytes(rng.randint(0, 1024))
+            )
+        for relative, data in writes.items():
+            path = self.game_dir / relative
+            path.parent.mkdir(exist_ok=True)
+            path.write_bytes(data)
+            self.saves[relative] = (len(data), hashlib.sha256(data).hexdigest())
 
     @property
     def game_dir(self) -> Path:
@@ -265,13 +293,13 @@ class Target:
         ok_old = ok_new = False
         for _ in range(100):  # the Agent may be repairing a swap it did not finish (at start-up)
             digest = await asyncio.to_thread(self.digest)
-            ok_old = digest is None if self.installed is None else digest == self.installed.digest
-            ok_new = new is not None and digest == new.digest
+            ok_old = digest is None if self.installed is None else digest == self.expected(self.installed)
+            ok_new = new is not None and digest == self.expected(new)
             if ok_old or ok_new:
                 break
             await asyncio.sleep(0.05)
         if not (ok_old or ok_new):
-            expected = self.installed.digest if self.installed is not None else {}
+            expected = self.expected(self.installed) if self.installed is not None else {}
             number = self.installed.number if self.installed is not None else 0
             if number not in self._damage_counted:
                 self._damage_counted.add(number)
@@ -301,7 +329,7 @@ class Target:
     async def resync(self, new: GameVersion) -> None:
         """After a deploy that failed (a violation already): go on from whatever is installed now."""
         digest = await asyncio.to_thread(self.digest)
-        if digest != new.digest:
+        if digest != self.expected(new):
             return
         self.installed = new
         current = self.read_vdf()
@@ -314,10 +342,11 @@ class Target:
         """The deploy said it is done: v<k+1> whole, the shortcut updated."""
         report = self.suite.report
         digest = await asyncio.to_thread(self.digest)
-        if digest != new.digest:
-            report.data_lost += damaged_bytes(new.digest, digest)
+        if digest != self.expected(new):
+            report.data_lost += damaged_bytes(self.expected(new), digest)
             self.suite.violation(
-                f"{self.label}: v{new.number} reported installed but {describe_difference(new.digest, digest)}"
+                f"{self.label}: v{new.number} reported installed but "
+                f"{describe_difference(self.expected(new), digest)}"
             )
         current = self.read_vdf() or b""
         if shortcut:
@@ -333,6 +362,7 @@ class Target:
         self.installed = new
         self.vdf_good = current
         report.versions += 1
+        await asyncio.to_thread(self.play, new)
 
 
 # --- the Agent as a process, behind the fault proxy -------------------------------------------------
@@ -732,8 +762,8 @@ class FaultSuite:
                     vdf_path.write_bytes(valid)
                     continue
                 digest = await asyncio.to_thread(tree_digest, target.game_dir)
-                if digest != new.digest:
-                    report.data_lost += damaged_bytes(new.digest, digest)
+                if digest != target.expected(new):
+                    report.data_lost += damaged_bytes(target.expected(new), digest)
                     self.violation(f"corrupt vdf ({name}): game not installed whole")
                 if not result.shortcut_error:
                     self.violation(f"corrupt vdf ({name}): no shortcutError (appId {result.app_id})")
