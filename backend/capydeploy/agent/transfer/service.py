@@ -340,7 +340,10 @@ class TransferService:
             session.held_bytes,
             session.total_bytes,
         )
-        return UploadInitResponse(
+        # Built without validation: every value is ours, and `resume` maps the session's paths
+        # (checked by this init_upload) to byte counts. Validating 20 000 of them took 22 ms on
+        # the event loop, 100 000 over 100 ms.
+        return UploadInitResponse.model_construct(
             upload_id=session.upload_id, chunk_size=self.chunk_size, resume_from=resume or None
         )
 
