@@ -184,13 +184,10 @@ def executable_candidates(files: Iterable[LocalFile]) -> list[str]:
     exec_bits_mean_something = sum(f.exec_bit for f in files) <= _EXEC_BIT_MAX_SHARE * len(files)
     candidates: list[tuple[int, int, str]] = []
     for file in files:
-        parts = file.relative_path.split("/")
-        name = parts[-1]
+        # The cheap tests first: most files of a big game are data, and the regexes below cost
+        # more than the rest of the loop (80 ms for 20 000 files, on every deploy).
+        name = file.relative_path.rpartition("/")[2]
         lower = name.lower()
-        if _LIBRARY.search(lower) or _HELPER.search(lower):
-            continue
-        if any(part.lower() in _HELPER_FOLDERS for part in parts[:-1]):
-            continue
         if lower.endswith(_LAUNCH_SUFFIXES):
             rank = 0
         elif file.exec_bit and exec_bits_mean_something and "." not in name.lstrip("."):
@@ -198,6 +195,11 @@ def executable_candidates(files: Iterable[LocalFile]) -> list[str]:
         elif file.exec_bit and exec_bits_mean_something:
             rank = 2
         else:
+            continue
+        if _LIBRARY.search(lower) or _HELPER.search(lower):
+            continue
+        parts = file.relative_path.split("/")
+        if any(part.lower() in _HELPER_FOLDERS for part in parts[:-1]):
             continue
         candidates.append((len(parts), rank, file.relative_path))
     if not candidates:
