@@ -1,6 +1,7 @@
 """`keep_what_the_game_wrote` over random trees: after it, the staged tree holds the new version's
-files and every file of the old folder that neither an earlier install put there (the manifest)
-nor a path of the new version claims; nothing else. And what it adds is made durable."""
+files and every file of the old folder that neither an earlier install put there, unchanged since
+(the manifest), nor a path of the new version claims; nothing else. And what it adds is made
+durable."""
 
 from __future__ import annotations
 
@@ -55,28 +56,32 @@ def build(folder: Path, files: dict[str, bytes]) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(old=FILE_SETS, written=FILE_SETS, new=FILE_SETS, has_manifest=st.booleans())
+@given(old=FILE_SETS, written=FILE_SETS, new=FILE_SETS, rewrites=st.integers(0, 2**8), has_manifest=st.booleans())
 def test_the_tree_holds_the_new_files_and_the_game_folder_s_own(
-    old: list[str], written: list[str], new: list[str], has_manifest: bool
+    old: list[str], written: list[str], new: list[str], rewrites: int, has_manifest: bool
 ) -> None:
     installed = consistent(old)
     game_wrote = {path for path in consistent(written) if not claims(path, installed)}
     new_files = consistent(new)
+    # Some of the files an install put there the game rewrote since (a default config made the
+    # player's): those are the game's now.
+    rewritten = {path for index, path in enumerate(sorted(installed)) if rewrites >> index & 1}
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch) / "Games"
         game = root / "Game"
         build(game, {path: b"old" for path in installed} | {path: b"game" for path in game_wrote})
         if has_manifest:
-            entries = (ManifestEntry(path, 3, None, 0) for path in sorted(installed))
+            entries = [ManifestEntry(path, 3, None, os.lstat(game / path).st_mtime_ns) for path in sorted(installed)]
             manifest_path(root, "Game").parent.mkdir(parents=True)
             atomic_write_json(manifest_path(root, "Game"), manifest_json("Game", 0.0, entries), compact=True)
+        build(game, {path: b"player's" for path in rewritten})
         layout = StagingLayout(root, new_upload_id())
         build(layout.tree, {path: b"new" for path in new_files})
         listing = FileListing.of([UploadFile.unchecked(path, 3, None) for path in sorted(new_files)])
 
         kept = keep_what_the_game_wrote(layout, "Game", game, listing, OsFileWriter())
 
-        ours = installed if has_manifest else set()
+        ours = installed - rewritten if has_manifest else set()
         expected_kept = {path for path in (game_wrote | installed) - ours if not claims(path, new_files)}
         assert set(kept.files) == expected_kept
         assert files_under(layout.tree) == {path: b"new" for path in new_files} | {

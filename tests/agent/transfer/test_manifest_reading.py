@@ -226,7 +226,9 @@ def test_what_a_manifest_records_among_some_paths_is_what_the_plain_reading_says
     if plain is None:
         assert recorded is None
     else:
-        assert recorded == set(asked) & plain.entries.keys()
+        assert recorded == {
+            path: (plain.entries[path].size, plain.entries[path].mtime_ns) for path in set(asked) & plain.entries.keys()
+        }
 
 
 def test_what_a_manifest_of_another_game_or_none_records_is_unknown(tmp_path: Path) -> None:
@@ -234,7 +236,7 @@ def test_what_a_manifest_of_another_game_or_none_records_is_unknown(tmp_path: Pa
     _write_manifest(tmp_path, {"version": MANIFEST_VERSION, "gameName": "Other", "files": [{"path": "a", "size": 1, "mtimeNs": 1}]})
     assert recorded_among(tmp_path, "G", ["a"]) is None
     _write_manifest(tmp_path, {"version": MANIFEST_VERSION, "gameName": "G", "files": [{"path": "a", "size": 1, "mtimeNs": 1}]})
-    assert recorded_among(tmp_path, "G", ["a", "b"]) == {"a"}
+    assert recorded_among(tmp_path, "G", ["a", "b"]) == {"a": (1, 1)}
 
 
 def test_a_manifest_of_another_game_or_none_matches_nothing(tmp_path: Path) -> None:

@@ -4,14 +4,20 @@ install keeps the old folder whole and never brings back what the game deleted s
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
+import shutil
+import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from capydeploy.agent.transfer import TransferService, install, keep
+from capydeploy.agent.transfer import OsFileWriter, TransferService, install, keep
+from capydeploy.agent.transfer import service as service_module
+from capydeploy.agent.transfer.filesystem import StrPath
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
 from tests.agent.transfer.conftest import ServiceFactory
 from tests.agent.transfer.transfer_helpers import (
@@ -161,6 +167,7 @@ async def test_a_failed_swap_loses_nothing_and_a_retry_keeps_what_is_there_by_th
     assert snapshot(game) == before  # the old version and the game's files, untouched
     staged = staging_root(games) / reply.upload_id
     assert (staged / "tree" / "saves" / "slot1.sav").exists()  # kept in the staged tree, and noted
+    (staged / "kept.json").write_bytes(b"\x00 damaged")  # what it says does not matter, only that it is there
     # Meanwhile the player deletes a save and makes another.
     (game / "saves" / "slot1.sav").unlink()
     (game / "saves" / "slot2.sav").write_bytes(b"new game")
@@ -237,3 +244,208 @@ async def test_what_the_game_wrote_survives_an_agent_restart_mid_upload(
     assert again.upload_id == reply.upload_id
     installed = (await second.complete_upload(HUB, again.upload_id)).path
     assert snapshot(installed) == {**tree_of(v2), **GAME_WROTE}
+
+
+# --- what the review of the first form found ----------------------------------------------------
+
+
+async def test_what_the_running_game_does_during_the_install_is_carried_over(
+    service: TransferService, games: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the first look at its folder and the swap the game saves over a file (write, then
+    rename over it), makes a new save and deletes another: the new version has all of that."""
+    game = await upload(service, "Game", game_version(1), exe="game.exe")
+    (game / "save.dat").write_bytes(b"old save")
+    (game / "deleted.sav").write_bytes(b"the player deletes this one")
+    real_aside = service_module.set_manifest_aside
+
+    def the_game_plays_meanwhile(*args: object) -> None:
+        (game / "save.tmp").write_bytes(b"newer save")
+        os.rename(game / "save.tmp", game / "save.dat")
+        (game / "slots").mkdir()
+        (game / "slots" / "brand_new.sav").write_bytes(b"new slot")
+        (game / "deleted.sav").unlink()
+        real_aside(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(service_module, "set_manifest_aside", the_game_plays_meanwhile)
+    installed = await upload(service, "Game", game_version(2), exe="game.exe")
+    assert snapshot(installed) == {
+        **tree_of(game_version(2)),
+        "save.dat": b"newer save",
+        "slots/": b"<dir>",
+        "slots/brand_new.sav": b"new slot",
+    }
+
+
+async def test_a_shipped_file_the_game_rewrote_is_kept_when_the_new_version_drops_it(
+    service: TransferService, games: Path
+) -> None:
+    game = await upload(service, "Game", {**game_version(1), "config.ini": b"defaults"}, exe="game.exe")
+    (game / "config.ini").write_bytes(b"the player's settings")
+    installed = await upload(service, "Game", game_version(2), exe="game.exe")
+    assert snapshot(installed) == {**tree_of(game_version(2)), "config.ini": b"the player's settings"}
+
+
+async def test_read_only_folders_of_the_game_are_linked_into_while_writable_and_keep_their_mode(
+    service: TransferService, games: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(Root may write into a read-only folder anyway: the link is checked to find its folder
+    writable, as an unprivileged Agent needs it.)"""
+    game = await upload(service, "Game", game_version(1), exe="game.exe")
+    (game / "saves" / "deep").mkdir(parents=True)
+    (game / "saves" / "deep" / "slot1.sav").write_bytes(b"progress")
+    (game / "saves" / "deep").chmod(0o555)
+    (game / "saves").chmod(0o555)
+    real_link = os.link
+    folder_modes: list[int] = []
+
+    def link(src: str, dst: str, *, follow_symlinks: bool = True) -> None:
+        folder_modes.append(stat.S_IMODE(os.lstat(os.path.dirname(dst)).st_mode))
+        real_link(src, dst, follow_symlinks=follow_symlinks)
+
+    monkeypatch.setattr(keep.os, "link", link)
+    try:
+        installed = await upload(service, "Game", game_version(2), exe="game.exe")
+        assert folder_modes and all(mode & stat.S_IWUSR for mode in folder_modes)
+        assert files_of(installed)["saves/deep/slot1.sav"] == b"progress"
+        assert stat.S_IMODE(os.lstat(installed / "saves").st_mode) == 0o555
+        assert stat.S_IMODE(os.lstat(installed / "saves" / "deep").st_mode) == 0o555
+    finally:
+        for folder in (games / "Game" / "saves", games / "Game" / "saves" / "deep"):
+            with contextlib.suppress(OSError):
+                folder.chmod(0o755)
+
+
+async def test_a_retry_removes_read_only_folders_an_earlier_attempt_kept(
+    service: TransferService, games: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    game = await upload(service, "Game", game_version(1), exe="game.exe")
+    (game / "saves").mkdir()
+    (game / "saves" / "slot1.sav").write_bytes(b"progress")
+    (game / "saves").chmod(0o555)
+    v2 = game_version(2)
+    reply = await service.init_upload(HUB, make_request("Game", v2, exe="game.exe"))
+    await send(service, all_frames(reply.upload_id, v2, reply.resume_from))
+    real_rename = os.rename
+
+    def failing_rename(src: os.PathLike[str] | str, dst: os.PathLike[str] | str) -> None:
+        if Path(src).name == "tree":
+            raise OSError(errno.EIO, "I/O error")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(install.os, "rename", failing_rename)
+    with pytest.raises(ProtocolError):
+        await service.complete_upload(HUB, reply.upload_id)
+    monkeypatch.setattr(install.os, "rename", real_rename)
+    (game / "saves").chmod(0o755)
+    (game / "saves" / "slot1.sav").unlink()  # the player deletes the save, then the Hub retries
+    real_remove = keep.remove_path
+    modes_when_removed: list[int] = []
+
+    def remove_path(path: Path) -> None:  # (root may empty a read-only folder anyway)
+        modes_when_removed.append(stat.S_IMODE(os.lstat(path).st_mode))
+        real_remove(path)
+
+    monkeypatch.setattr(keep, "remove_path", remove_path)
+    installed = (await service.complete_upload(HUB, reply.upload_id)).path
+    assert modes_when_removed and all(mode & stat.S_IWUSR for mode in modes_when_removed)
+    assert snapshot(installed) == {**tree_of(v2), "saves/": b"<dir>"}
+
+
+async def test_an_unreadable_folder_fails_the_install_naming_it_and_loses_nothing(
+    service: TransferService, games: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    game = await upload(service, "Game", game_version(1), exe="game.exe")
+    what_a_game_writes(game)
+    before = snapshot(game)
+    real_scandir = os.scandir
+    locked = os.fspath(game / "saves")
+
+    def scandir(path: Any) -> Any:
+        if path == locked:
+            raise PermissionError(errno.EACCES, "Permission denied", locked)
+        return real_scandir(path)
+
+    with monkeypatch.context() as patch:  # (os.scandir is every module's: undone before looking)
+        patch.setattr(keep.os, "scandir", scandir)
+        with pytest.raises(ProtocolError) as caught:
+            await upload(service, "Game", game_version(2), exe="game.exe")
+    assert caught.value.code == ErrorCode.INTERNAL
+    assert locked in caught.value.message and "Permission denied" in caught.value.message
+    assert snapshot(game) == before
+
+
+async def test_a_folder_the_game_removes_during_the_look_is_no_error(
+    service: TransferService, games: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    game = await upload(service, "Game", game_version(1), exe="game.exe")
+    (game / "autosave.tmp").mkdir()
+    (game / "autosave.tmp" / "part").write_bytes(b"x")
+    real_scandir = os.scandir
+    vanishing = os.fspath(game / "autosave.tmp")
+
+    def scandir(path: Any) -> Any:
+        if path == vanishing:
+            shutil.rmtree(vanishing, ignore_errors=True)  # the game finished its autosave
+        return real_scandir(path)
+
+    with monkeypatch.context() as patch:  # (os.scandir is every module's: undone before looking)
+        patch.setattr(keep.os, "scandir", scandir)
+        installed = await upload(service, "Game", game_version(2), exe="game.exe")
+    assert snapshot(installed) == tree_of(game_version(2))
+
+
+async def test_a_kept_copy_is_made_durable_before_the_swap(
+    make_service: ServiceFactory, games: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = SyncRecordingWriter()
+    service = make_service(filesystem=writer)
+    game = await upload(service, "Game", game_version(1), exe="game.exe")
+    (game / "saves").mkdir()
+    (game / "saves" / "slot1.sav").write_bytes(b"progress")
+
+    def no_links(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(keep.os, "link", no_links)
+    writer.events.clear()
+    installed = await upload(service, "Game", game_version(2), exe="game.exe")
+    assert files_of(installed)["saves/slot1.sav"] == b"progress"
+    assert "syncfs" in writer.events or any(event.endswith("saves/slot1.sav") for event in writer.events)
+
+
+def test_a_copy_never_replaces_a_name_the_new_version_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a case-insensitive filesystem the game's "Save.dat" is the new version's "save.dat"."""
+    source, destination = tmp_path / "Save.dat", tmp_path / "tree" / "save.dat"
+    destination.parent.mkdir()
+    source.write_bytes(b"the game's")
+    destination.write_bytes(b"the new version's")
+
+    def no_links(*_args: object, **_kwargs: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(keep.os, "link", no_links)
+    assert keep._link_one(os.fspath(source), os.fspath(destination)) == "clash"
+    assert destination.read_bytes() == b"the new version's"
+
+
+class SyncRecordingWriter(OsFileWriter):
+    """Notes each file fsynced (by path) and each syncfs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened: dict[int, str] = {}
+        self.events: list[str] = []
+
+    def open(self, path: StrPath) -> int:
+        handle = super().open(path)
+        self.opened[handle] = os.fspath(path)
+        return handle
+
+    def fsync(self, handle: int) -> None:
+        self.events.append(self.opened[handle])
+        super().fsync(handle)
+
+    def sync_filesystem(self, folder: Path) -> bool:
+        self.events.append("syncfs")
+        return super().sync_filesystem(folder)

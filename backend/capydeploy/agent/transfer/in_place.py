@@ -58,16 +58,16 @@ def all_recorded(listing: FileListing, mtimes: array[int]) -> bool:
 
 
 def look_at(
-    game_dir: Path, listing: FileListing, mtimes: array[int], recorded: Callable[[list[str]], set[str] | None]
+    game_dir: Path, listing: FileListing, mtimes: array[int], ours: Callable[[list[str]], set[str] | None]
 ) -> FolderLook | None:
     """If `game_dir` (a folder, not a symlink to one) holds the listed files and, besides them,
     only what the game wrote there, what it holds; else None. Each listed file must be a regular
     file of its listed size and, if it has any bytes, of its mtime in `mtimes` (its installed
-    copy's, as the manifest recorded it). Any other file or symlink must be one the manifest does
-    not record (`recorded` tells which of some paths it does): one an install put there, which the
-    new version no longer lists, must go, so the folder cannot stay. An install keeps the game's
-    own entries (keep.py), so leaving them in place is what it would do; a listed path of another
-    kind, a FIFO, socket or device rules the folder out as well."""
+    copy's, as the manifest recorded it). Any other file or symlink must be the game's, not one an
+    earlier install put there unchanged (`ours` tells which of some paths are; None: no manifest
+    to tell): such a file, which the new version no longer lists, must go, so the folder cannot
+    stay. An install keeps the game's own entries (keep.py), so leaving them in place is what it
+    would do; a listed path of another kind, a FIFO, socket or device rules the folder out too."""
     try:
         if not stat.S_ISDIR(os.lstat(game_dir).st_mode):
             return None
@@ -110,7 +110,7 @@ def look_at(
     # Each path found is listed, and no two are the same: as many means every listed file is there.
     if found != count:
         return None
-    if unlisted and recorded(unlisted) != set():
+    if unlisted and ours(unlisted) != set():
         return None  # an earlier install's file the new version drops (or no manifest to tell)
     return look
 

@@ -2,20 +2,26 @@
 
 An install swaps a new folder in for the old one, so anything not copied into the staged tree
 before the swap is gone with the old version. The listed files are the new version. Of the rest,
-what the installed manifest records was put there by an earlier install: a file the new version
-no longer has, removed as any update removes it. Anything else was not sent by CapyDeploy: the
-game (or the user) made it. It is hard-linked into the staged tree just before the swap (no data
-moves; a copy where links are impossible), so the new version holds it and the old version stays
-untouched until the swap. Without a manifest (a folder CapyDeploy did not install, or whose record
-was lost) nothing is known to be ours: every unlisted entry is kept, as a copy over a folder keeps
-what the copy does not name.
+a file the installed manifest records, still with the size and mtime it recorded, was put there
+by an earlier install and nobody changed it since: the new version no longer has it, so it goes,
+as any update removes such a file. Anything else is the game's (or the user's): a file the game
+made, or one an install put there that the game rewrote since (a default config turned into the
+player's). It is hard-linked into the staged tree just before the swap (no data moves; a copy where
+links are impossible), so the new version holds it and the old version stays untouched until the
+swap. Without a manifest (a folder CapyDeploy did not install, or whose record was lost) nothing is
+known to be ours: every unlisted entry is kept, as a copy over a folder keeps what it does not name.
 
 The new version always wins a path both claim: a listed file replaces the game's file of that
 path, and a listed file or folder replaces a game's entry of the other kind (reported in the log).
 
-What the staged tree was given is written down first (`kept.json` in the staging folder): a later
-attempt to complete the same upload takes it out again before keeping what is there by then, so a
-save the game deleted in between does not come back. These functions run in worker threads.
+The game may be running. Right after the swap, `catch_up_after_swap` looks at the old folder once
+more and carries over what changed there since the first look: a file written since (new, or
+saved over by a rename) is moved in, one deleted since is deleted.
+
+Before anything is kept, `kept.json` is written in the staging folder. A later attempt to complete
+the same upload (after a failure or an Agent restart) then first removes from the staged tree
+everything that is not listed, so a save the game deleted in between does not come back. These
+functions run in worker threads.
 """
 
 from __future__ import annotations
@@ -26,12 +32,13 @@ import logging
 import os
 import shutil
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...protocol.listing import FileListing
-from ...storage import atomic_write_json, fsync_directory, read_json
-from .filesystem import FileWriter
+from ...storage import atomic_write_json, fsync_directory
+from .filesystem import FileWriter, remove_path
 from .install import listed_folders
 from .manifest import recorded_among
 from .staging import StagingLayout
@@ -59,6 +66,7 @@ class Kept:
 
     files: tuple[str, ...] = ()
     folders: tuple[str, ...] = ()  # folders made for them, or kept empty, outside the listed ones
+    ours: frozenset[str] = frozenset()  # unlisted files an earlier install put there: they go
 
     def __bool__(self) -> bool:
         return bool(self.files or self.folders)
@@ -67,7 +75,9 @@ class Kept:
 def unlisted_entries(game_dir: Path, listing: FileListing) -> Unlisted:
     """Walk `game_dir` (never through a symlink) for what the listing does not name. A game
     folder that is a symlink or not a folder has nothing of its own to keep: the swap moves only
-    the link aside, and what it points at stays where it is."""
+    the link aside, and what it points at stays where it is. A folder that vanishes during the
+    walk (the game removing a temporary folder) holds nothing to keep; one that cannot be read
+    raises OSError naming it."""
     found = Unlisted()
     try:
         if not stat.S_ISDIR(os.lstat(game_dir).st_mode):
@@ -78,8 +88,11 @@ def unlisted_entries(game_dir: Path, listing: FileListing) -> Unlisted:
     pending = [""]
     while pending:
         folder = pending.pop()
-        with os.scandir(os.path.join(game_dir, folder)) as scan:
-            entries = list(scan)
+        try:
+            with os.scandir(os.path.join(game_dir, folder)) as scan:
+                entries = list(scan)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
         if not entries and folder and folder not in folders:
             found.empty_folders.append(folder)
         for entry in entries:
@@ -100,88 +113,202 @@ def unlisted_entries(game_dir: Path, listing: FileListing) -> Unlisted:
     return found
 
 
+def ours_among(root: Path, game_name: str, game_dir: Path, paths: Iterable[str]) -> set[str] | None:
+    """Those of `paths` (files in `game_dir`) an earlier install put there and nobody changed
+    since: the manifest records them, and each is still a regular file of the recorded size and
+    mtime. None when there is no manifest to tell."""
+    recorded = recorded_among(root, game_name, paths)
+    if recorded is None:
+        return None
+    ours: set[str] = set()
+    for path, (size, mtime_ns) in recorded.items():
+        try:
+            info = os.lstat(os.path.join(game_dir, path))
+        except OSError:
+            continue
+        if stat.S_ISREG(info.st_mode) and info.st_size == size and info.st_mtime_ns == mtime_ns:
+            ours.add(path)
+    return ours
+
+
 def keep_what_the_game_wrote(
     layout: StagingLayout, game_name: str, game_dir: Path, listing: FileListing, writer: FileWriter
 ) -> Kept:
     """Carry the game folder's own entries (see the module's text) into the staged tree and make
-    them durable there. Raises OSError, having taken back what it added."""
-    take_back_kept(layout)
+    them durable there. Raises OSError (naming the entry at fault), having taken back what it
+    added."""
+    take_back_kept(layout, listing)
     unlisted = unlisted_entries(game_dir, listing)
     for path in unlisted.overruled:
         log.warning("%s: %s in the installed folder is replaced by the new version", game_name, path)
     if not unlisted.files and not unlisted.empty_folders:
         return Kept()
-    ours = recorded_among(layout.root, game_name, unlisted.files) or set()
+    ours = ours_among(layout.root, game_name, game_dir, unlisted.files) or set()
     kept_files = [path for path in unlisted.files if path not in ours]
     folders = listed_folders(listing.paths)
     made_folders = sorted(
         (listed_folders([*kept_files, *(folder + "/" for folder in unlisted.empty_folders)]) - folders),
         key=lambda path: path.count("/"),
     )
-    kept = Kept(tuple(kept_files), tuple(made_folders))
-    if not kept:
-        return kept
-    atomic_write_json(layout.kept_file, {"files": list(kept.files), "folders": list(kept.folders)})
+    if not kept_files and not made_folders:
+        return Kept(ours=frozenset(ours))
+    atomic_write_json(layout.kept_file, {"version": 1})  # what it names is found again by a walk
     try:
-        _link_into(game_dir, layout.tree, kept)
-        _make_durable(layout.tree, kept, writer)
+        linked, copied = _link_into(game_dir, layout.tree, kept_files, made_folders, game_name)
+        _make_durable(layout.tree, linked, made_folders, copied, writer)
     except BaseException:
         with contextlib.suppress(OSError):
-            take_back_kept(layout)
+            take_back_kept(layout, listing)
         raise
-    return kept
+    return Kept(tuple(linked), tuple(made_folders), frozenset(ours))
 
 
-def take_back_kept(layout: StagingLayout) -> None:
-    """Remove from the staged tree what an earlier attempt kept there (`kept.json`)."""
-    record = read_json(layout.kept_file, None)
-    if not isinstance(record, dict):
+def take_back_kept(layout: StagingLayout, listing: FileListing) -> None:
+    """If an earlier attempt kept entries in the staged tree (`kept.json`), remove from the tree
+    everything that is not listed: staging itself never puts anything else there."""
+    if not os.path.lexists(layout.kept_file):
         return
-    tree = layout.tree
-    for path in _strings(record.get("files")):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(os.path.join(tree, path))
-    for folder in sorted(_strings(record.get("folders")), key=lambda path: path.count("/"), reverse=True):
-        with contextlib.suppress(FileNotFoundError, OSError):
-            os.rmdir(os.path.join(tree, folder))
-    layout.kept_file.unlink()
+    tree = os.fspath(layout.tree)
+    folders = listed_folders(listing.paths)
+    pending = [""]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(os.path.join(tree, folder)) as scan:
+                entries = list(scan)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            path = f"{folder}/{entry.name}" if folder else entry.name
+            is_dir = entry.is_dir(follow_symlinks=False)
+            if is_dir and path in folders:
+                pending.append(path)
+            elif is_dir:
+                _remove_folder(entry.path)
+            elif listing.index_of(path) is None:
+                os.unlink(entry.path)
+    os.unlink(layout.kept_file)
 
 
-def _strings(value: object) -> list[str]:
-    # Only names the record's own upload wrote; never a way out of the tree.
-    if not isinstance(value, list):
-        return []
-    return [item for item in value if isinstance(item, str) and item and ".." not in item.split("/")]
+def _remove_folder(path: str) -> None:
+    """Remove a kept folder, whatever modes the game gave it and its sub-folders."""
+    os.chmod(path, 0o700)
+    for folder, names, _ in os.walk(path):
+        for name in names:
+            inner = os.path.join(folder, name)
+            if not os.path.islink(inner):
+                os.chmod(inner, 0o700)  # before os.walk reads it
+    remove_path(Path(path))
 
 
-def _link_into(game_dir: Path, tree: Path, kept: Kept) -> None:
-    for folder in kept.folders:
-        destination = os.path.join(tree, folder)
+def _link_into(
+    game_dir: Path, tree: Path, files: list[str], folders: list[str], game_name: str
+) -> tuple[list[str], list[str]]:
+    """Link (or copy) `files` into the tree, making `folders` first (writable until the files are
+    in, then given the game's modes, deepest first). Returns the files kept and those copied."""
+    for folder in folders:
         with contextlib.suppress(FileExistsError):
-            os.mkdir(destination)
+            os.mkdir(os.path.join(tree, folder), 0o700)
+    linked: list[str] = []
+    copied: list[str] = []
+    for path in files:
+        outcome = _link_one(os.path.join(game_dir, path), os.path.join(tree, path))
+        if outcome == "clash":
+            log.warning("%s: %s in the installed folder clashes with a name of the new version", game_name, path)
+            continue
+        if outcome != "gone":
+            linked.append(path)
+        if outcome == "copied":
+            copied.append(path)
+    for folder in reversed(folders):
         with contextlib.suppress(FileNotFoundError):  # a folder the game removed meanwhile
-            os.chmod(destination, stat.S_IMODE(os.lstat(os.path.join(game_dir, folder)).st_mode))
-    for path in kept.files:
-        _link_one(os.path.join(game_dir, path), os.path.join(tree, path))
+            os.chmod(os.path.join(tree, folder), stat.S_IMODE(os.lstat(os.path.join(game_dir, folder)).st_mode))
+    return linked, copied
 
 
-def _link_one(source: str, destination: str) -> None:
+def _link_one(source: str, destination: str) -> str:
+    """"linked", "copied", "gone" (the game deleted it meanwhile) or "clash" (the new version
+    holds that name already, as on a case-insensitive filesystem)."""
     try:
         os.link(source, destination, follow_symlinks=False)
+        return "linked"
     except FileNotFoundError:
-        if os.path.lexists(destination):
-            raise
-        return  # the game deleted it meanwhile: nothing to keep
+        if not os.path.lexists(source):
+            return "gone"
+        raise
+    except (FileExistsError, NotADirectoryError):
+        return "clash"
     except OSError as exc:
         if exc.errno not in _NO_LINK:
             raise
-        shutil.copy2(source, destination, follow_symlinks=False)
+    if os.path.lexists(destination):
+        return "clash"  # never copy over the new version's file
+    shutil.copy2(source, destination, follow_symlinks=False)
+    return "copied"
 
 
-def _make_durable(tree: Path, kept: Kept, writer: FileWriter) -> None:
-    """The new directory entries are durable before the swap, as the listed files' are."""
-    touched = {""} | {path.rpartition("/")[0] for path in (*kept.files, *kept.folders)}
-    if len(touched) > _SYNCFS_FROM_FOLDERS and writer.sync_filesystem(tree):
+def _make_durable(tree: Path, files: list[str], folders: list[str], copied: list[str], writer: FileWriter) -> None:
+    """The kept entries are durable before the swap, as the listed files are: their folders' new
+    entries, and the data of what was copied (the original goes with the old version)."""
+    touched = {""} | {path.rpartition("/")[0] for path in (*files, *folders)}
+    if (copied or len(touched) > _SYNCFS_FROM_FOLDERS) and writer.sync_filesystem(tree):
         return
-    for folder in sorted(touched, key=lambda path: path.count("/") if path else -1, reverse=True):
-        fsync_directory(tree / folder if folder else tree)
+    for path in copied:
+        target = tree / path
+        if target.is_symlink():
+            continue
+        handle = writer.open(target)
+        try:
+            writer.fsync(handle)
+        finally:
+            writer.close(handle)
+    _fsync_folders(tree, touched)
+
+
+def _fsync_folders(root: Path, folders: Iterable[str]) -> None:
+    for folder in sorted(folders, key=lambda path: path.count("/") if path else -1, reverse=True):
+        fsync_directory(root / folder if folder else root)
+
+
+def catch_up_after_swap(previous: Path, target: Path, listing: FileListing, kept: Kept, game_name: str) -> None:
+    """Right after the swap (`previous` is the old folder, `target` the new one): carry over what
+    the game did in its folder since `keep_what_the_game_wrote` looked. A file written since (new,
+    or saved over by a rename: another inode than the kept link's) is moved in; a kept file deleted
+    since is deleted. Best effort, one rename or unlink each: the install is already done."""
+    try:
+        unlisted = unlisted_entries(previous, listing)
+    except OSError as exc:
+        log.warning("%s: could not look at the old folder again after the install: %s", game_name, exc)
+        return
+    present = set(unlisted.files)
+    touched: set[str] = set()
+    changes = 0
+    for path in kept.files:
+        if path not in present:  # deleted since the first look
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(target, path))
+                touched.add(path.rpartition("/")[0])
+                changes += 1
+    for path in unlisted.files:
+        if path in kept.ours:
+            continue
+        source, destination = os.path.join(previous, path), os.path.join(target, path)
+        try:
+            if os.path.lexists(destination) and os.lstat(source).st_ino == os.lstat(destination).st_ino:
+                continue  # the kept link: the same file, edits included
+            parent = path.rpartition("/")[0]
+            if parent:
+                os.makedirs(os.path.join(target, parent), exist_ok=True)
+            os.replace(source, destination)
+        except OSError as exc:
+            log.warning("%s: could not carry %s, written during the install, into the new version: %s", game_name, path, exc)
+            continue
+        while True:  # the folder of the new entry, and any folder made for it
+            touched.add(parent)
+            if not parent:
+                break
+            parent = parent.rpartition("/")[0]
+        changes += 1
+    if changes:
+        log.info("%s: %d changes the game made during the install carried over", game_name, changes)
+        _fsync_folders(target, touched | {""})

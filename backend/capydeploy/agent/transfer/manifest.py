@@ -110,22 +110,22 @@ def matches_of(manifest: InstalledManifest, listing: FileListing) -> array[int]:
     return mtimes
 
 
-def recorded_among(root: Path, game_name: str, paths: Iterable[str]) -> set[str] | None:
-    """Those of `paths` the manifest of `game_name` records: files an earlier install put in the
-    game folder. None when there is no manifest (or it is damaged, or of another game): then
-    nothing is known of what the folder holds.
+def recorded_among(root: Path, game_name: str, paths: Iterable[str]) -> dict[str, tuple[int, int]] | None:
+    """Those of `paths` the manifest of `game_name` records (files an earlier install put in the
+    game folder), each with the size and mtime_ns recorded. None when there is no manifest (or
+    it is damaged, or of another game): then nothing is known of what the folder holds.
 
     Read a block at a time, as `read_manifest_matches`, keeping only the paths asked about.
     """
     wanted = set(paths)
-    recorded: set[str] = set()
+    recorded: dict[str, tuple[int, int]] = {}
 
     def note(pairs: list[tuple[str, Any]]) -> Any:
         entry = _decode_entry(pairs)
         if not isinstance(entry, ManifestEntry):
             return entry
         if entry.path in wanted:
-            recorded.add(entry.path)
+            recorded[entry.path] = (entry.size, entry.mtime_ns)
         return _COMPARED
 
     try:
@@ -141,7 +141,11 @@ def recorded_among(root: Path, game_name: str, paths: Iterable[str]) -> set[str]
         return None
     except (OSError, ValueError):  # not in the form we write (or damaged): the plain reading decides
         manifest = read_manifest(root, game_name)
-        return None if manifest is None else wanted & manifest.entries.keys()
+        if manifest is None:
+            return None
+        return {
+            path: (entry.size, entry.mtime_ns) for path in wanted if (entry := manifest.entries.get(path)) is not None
+        }
 
 
 # What an entry becomes once compared with the listing (see read_manifest_matches).

@@ -59,13 +59,12 @@ from .install import (
     trash_staging,
 )
 from .journal import ChunkJournal, ChunkRecord
-from .keep import keep_what_the_game_wrote
+from .keep import catch_up_after_swap, keep_what_the_game_wrote, ours_among
 from .manifest import (
     manifest_entries,
     publish_manifest,
     put_manifest_back,
     read_manifest_matches,
-    recorded_among,
     remove_manifest,
     set_manifest_aside,
     stage_manifest,
@@ -903,8 +902,8 @@ class TransferService:
         assert first is not None
         target, listing = session.target, session.files.listing
         if not give_up:
-            recorded = functools.partial(recorded_among, session.layout.root, session.game_name)
-            again = await self._run(session, look_at, target, listing, first.mtimes, recorded)
+            ours = functools.partial(ours_among, session.layout.root, session.game_name, target)
+            again = await self._run(session, look_at, target, listing, first.mtimes, ours)
             if again is not None and again.same_files_as(first):
                 return again
         log.info("upload %s of %r: its files are carried the usual way", session.upload_id, session.game_name)
@@ -1011,23 +1010,19 @@ class TransferService:
             raise _os_error("could not make the staged files durable", exc) from None
         self._check_target(layout.root, target)  # again: the folder may have changed since init
         try:
-            kept = keep_what_the_game_wrote(layout, session.game_name, target, session.files.listing, self._writer)
-        except OSError as exc:
-            raise _os_error(f"could not keep the files the game wrote in {target}", exc) from None
-        if kept:
-            log.info(
-                "%r: kept %d files and %d folders the game wrote in its folder",
-                session.game_name,
-                len(kept.files),
-                len(kept.folders),
-            )
-        try:
             # Recorded before the swap, from the staged tree (a rename keeps every mtime), so an
             # Agent that dies right after the swap still has it (recover_install publishes it).
             entries = manifest_entries(layout.tree, session.files.manifest_rows(), mtimes)
             stage_manifest(layout, session.game_name, self._clock(), entries)
         except OSError as exc:
             log.warning("could not record the manifest of %r: %s", session.game_name, exc)
+        listing = session.files.listing
+        try:
+            # As late as possible: the game may be running and writing its saves.
+            kept = keep_what_the_game_wrote(layout, session.game_name, target, listing, self._writer)
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise _os_error(f"could not keep the files the game wrote in {target}{where}", exc) from None
         try:
             # Stop vouching for the old files before they change (aside, in case the swap fails).
             set_manifest_aside(layout, session.game_name)
@@ -1037,6 +1032,15 @@ class TransferService:
             if isinstance(exc, OSError):
                 raise _os_error(f"could not move the new version into {target}", exc) from None
             raise
+        if kept:
+            log.info(
+                "%r: kept %d files and %d folders the game wrote in its folder",
+                session.game_name,
+                len(kept.files),
+                len(kept.folders),
+            )
+        if os.path.lexists(layout.previous):  # the old folder: what the game wrote since the look
+            catch_up_after_swap(layout.previous, target, listing, kept, session.game_name)
         try:
             publish_manifest(layout, session.game_name)
         except OSError as exc:
@@ -1357,7 +1361,7 @@ def _plan_upload(
         return plan, session.total_bytes - session.held_bytes - carried, None
     matches = read_manifest_matches(layout.root, game_name, files)
     if matches is not None and all_recorded(files, matches):
-        look = look_at(target, files, matches, functools.partial(recorded_among, layout.root, game_name))
+        look = look_at(target, files, matches, functools.partial(ours_among, layout.root, game_name, target))
         if look is not None:
             return CarryPlan("", array("q")), 0, look  # the installed folder is the new version
     fresh = (index for index, size in enumerate(files.sizes) if size > 0)
