@@ -103,3 +103,22 @@ def test_what_is_added_is_durable_deepest_folder_first(tmp_path: Path, monkeypat
     tree = layout.tree.as_posix()
     assert sorted(synced) == sorted([tree, f"{tree}/data", f"{tree}/saves", f"{tree}/saves/deep"])
     assert synced.index(f"{tree}/saves/deep") < synced.index(f"{tree}/saves") < synced.index(tree)
+
+
+def test_catching_up_never_replaces_what_the_new_version_holds(tmp_path: Path) -> None:
+    """A file the game wrote during the install, whose name the new folder already holds (on a
+    case-insensitive filesystem "Save.dat" is the new version's "save.dat"), stays where it was;
+    a new one is moved in, a kept one saved over is replaced, a kept one deleted is deleted."""
+    previous, target = tmp_path / "previous", tmp_path / "Game"
+    build(previous, {"Save.dat": b"the game's", "slot2.sav": b"new", "slot1.sav": b"saved over"})
+    build(target, {"save.dat": b"the new version's", "Save.dat": b"the new version's", "slot1.sav": b"kept"})
+    build(target, {"gone.sav": b"kept, then deleted by the game"})
+    listing = FileListing.of([UploadFile.unchecked("save.dat", 17, None)])
+    kept = keep.Kept(files=("slot1.sav", "gone.sav"))
+    keep.catch_up_after_swap(previous, target, listing, kept, "Game")
+    assert files_under(target) == {
+        "save.dat": b"the new version's",
+        "Save.dat": b"the new version's",
+        "slot1.sav": b"saved over",
+        "slot2.sav": b"new",
+    }

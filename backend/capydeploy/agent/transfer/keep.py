@@ -289,13 +289,17 @@ def catch_up_after_swap(previous: Path, target: Path, listing: FileListing, kept
                 os.unlink(os.path.join(target, path))
                 touched.add(path.rpartition("/")[0])
                 changes += 1
+    kept_files = set(kept.files)
     for path in unlisted.files:
         if path in kept.ours:
             continue
         source, destination = os.path.join(previous, path), os.path.join(target, path)
         try:
-            if os.path.lexists(destination) and os.lstat(source).st_ino == os.lstat(destination).st_ino:
-                continue  # the kept link: the same file, edits included
+            if path in kept_files:
+                if os.path.lexists(destination) and os.lstat(source).st_ino == os.lstat(destination).st_ino:
+                    continue  # the kept link: the same file, edits included
+            elif os.path.lexists(destination):
+                continue  # a name the new version holds (a case-insensitive filesystem): it wins
             parent = path.rpartition("/")[0]
             if parent:
                 os.makedirs(os.path.join(target, parent), exist_ok=True)
