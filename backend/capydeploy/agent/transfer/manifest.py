@@ -86,20 +86,9 @@ def read_manifest_matches(root: Path, game_name: str, listing: FileListing) -> a
     entry with other keys, the list not last), or damaged, is read the plain way instead.
     """
     mtimes = array("q", [MTIME_UNSEEN]) * len(listing)
-    try:
-        members, items = read_json_list(manifest_path(root, game_name), "files", _entry_matcher(listing, mtimes))
-        with contextlib.closing(items):
-            if not _is_manifest_of(members, game_name):  # (its list read as `[]`)
-                return None
-            for item in items:
-                if item is not _COMPARED:  # an entry this reading leaves alone: read it the plain way
-                    raise NotAStreamableList("an entry with other keys")
-        return mtimes
-    except FileNotFoundError:
+    if not _visit_entries(root, game_name, lambda entry: _compare(entry, listing, mtimes)):
         return None
-    except (OSError, ValueError):  # not in the form we write (or damaged): the plain reading decides
-        manifest = read_manifest(root, game_name)
-        return None if manifest is None else matches_of(manifest, listing)
+    return mtimes
 
 
 def matches_of(manifest: InstalledManifest, listing: FileListing) -> array[int]:
@@ -120,47 +109,49 @@ def recorded_among(root: Path, game_name: str, paths: Iterable[str]) -> dict[str
     wanted = set(paths)
     recorded: dict[str, tuple[int, int]] = {}
 
-    def note(pairs: list[tuple[str, Any]]) -> Any:
-        entry = _decode_entry(pairs)
-        if not isinstance(entry, ManifestEntry):
-            return entry
+    def note(entry: ManifestEntry) -> None:
         if entry.path in wanted:
             recorded[entry.path] = (entry.size, entry.mtime_ns)
-        return _COMPARED
 
-    try:
-        members, items = read_json_list(manifest_path(root, game_name), "files", note)
-        with contextlib.closing(items):
-            if not _is_manifest_of(members, game_name):
-                return None
-            for item in items:
-                if item is not _COMPARED:
-                    raise NotAStreamableList("an entry with other keys")
-        return recorded
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):  # not in the form we write (or damaged): the plain reading decides
-        manifest = read_manifest(root, game_name)
-        if manifest is None:
-            return None
-        return {
-            path: (entry.size, entry.mtime_ns) for path in wanted if (entry := manifest.entries.get(path)) is not None
-        }
+    return recorded if _visit_entries(root, game_name, note) else None
 
 
-# What an entry becomes once compared with the listing (see read_manifest_matches).
-_COMPARED = object()
+def _visit_entries(root: Path, game_name: str, visit: Callable[[ManifestEntry], None]) -> bool:
+    """Call `visit` with each entry of the manifest of `game_name` as it is read, a block at a
+    time (see read_manifest_matches); False when the manifest is absent, damaged or of another
+    game. A file not in the form we write (an entry with other keys, the list not last), or
+    damaged, is read the plain way instead, and `visit` sees its entries again, the last of each
+    path: a visitor keeps what the last entry of a path says, which either way is the same."""
 
-
-def _entry_matcher(listing: FileListing, mtimes: array[int]) -> Callable[[list[tuple[str, Any]]], Any]:
     def decode(pairs: list[tuple[str, Any]]) -> Any:
         entry = _decode_entry(pairs)
         if not isinstance(entry, ManifestEntry):
-            return entry
-        _compare(entry, listing, mtimes)
-        return _COMPARED
+            return entry  # a damaged entry, or one with other keys: read it the plain way
+        visit(entry)
+        return _VISITED
 
-    return decode
+    try:
+        members, items = read_json_list(manifest_path(root, game_name), "files", decode)
+        with contextlib.closing(items):
+            if not _is_manifest_of(members, game_name):  # (its list read as `[]`)
+                return False
+            for item in items:
+                if item is not _VISITED:
+                    raise NotAStreamableList("an entry with other keys")
+        return True
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):  # not in the form we write (or damaged): the plain reading decides
+        manifest = read_manifest(root, game_name)
+        if manifest is None:
+            return False
+        for entry in manifest.entries.values():
+            visit(entry)
+        return True
+
+
+# What an entry becomes once `_visit_entries` has handed it to its visitor.
+_VISITED = object()
 
 
 def _compare(entry: ManifestEntry, listing: FileListing, mtimes: array[int]) -> None:
