@@ -88,10 +88,8 @@ def unlisted_entries(game_dir: Path, listing: FileListing) -> Unlisted:
     pending = [""]
     while pending:
         folder = pending.pop()
-        try:
-            with os.scandir(os.path.join(game_dir, folder)) as scan:
-                entries = list(scan)
-        except (FileNotFoundError, NotADirectoryError):
+        entries = _entries_of(game_dir, folder)
+        if entries is None:
             continue
         if not entries and folder and folder not in folders:
             found.empty_folders.append(folder)
@@ -111,6 +109,15 @@ def unlisted_entries(game_dir: Path, listing: FileListing) -> Unlisted:
                 found.files.append(path)
             # Sockets, FIFOs and devices are not a game's data: left with the old version.
     return found
+
+
+def _entries_of(root: str | Path, folder: str) -> list[os.DirEntry[str]] | None:
+    """The entries of `folder` (relative to `root`); None if it vanished meanwhile."""
+    try:
+        with os.scandir(os.path.join(root, folder)) as scan:
+            return list(scan)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
 
 
 def ours_among(root: Path, game_name: str, game_dir: Path, paths: Iterable[str]) -> set[str] | None:
@@ -173,12 +180,7 @@ def take_back_kept(layout: StagingLayout, listing: FileListing) -> None:
     pending = [""]
     while pending:
         folder = pending.pop()
-        try:
-            with os.scandir(os.path.join(tree, folder)) as scan:
-                entries = list(scan)
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        for entry in entries:
+        for entry in _entries_of(tree, folder) or ():
             path = f"{folder}/{entry.name}" if folder else entry.name
             is_dir = entry.is_dir(follow_symlinks=False)
             if is_dir and path in folders:
