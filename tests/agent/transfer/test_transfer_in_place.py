@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from capydeploy.agent.transfer import OsFileWriter, TransferService
-from capydeploy.agent.transfer.filesystem import StrPath
+from capydeploy.agent.transfer import TransferService
 from capydeploy.agent.transfer.manifest import manifest_path
 from capydeploy.protocol.constants import SHA256_MISMATCH
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
@@ -22,6 +21,7 @@ from tests.agent.transfer.transfer_helpers import (
     CHUNK,
     HUB,
     OTHER_HUB,
+    RecordingWriter,
     all_frames,
     files_of,
     frame,
@@ -32,6 +32,7 @@ from tests.agent.transfer.transfer_helpers import (
     sha,
     snapshot,
     staging_root,
+    tree_of,
     upload,
 )
 
@@ -92,26 +93,8 @@ async def test_an_unchanged_redeploy_keeps_the_installed_folder(service: Transfe
         assert service.progress() is None
 
 
-class FsyncRecordingWriter(OsFileWriter):
-    """Notes which files were fsynced (by the path they were opened with)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.opened: dict[int, str] = {}
-        self.fsynced: list[str] = []
-
-    def open(self, path: StrPath) -> int:
-        handle = super().open(path)
-        self.opened[handle] = os.fspath(path)
-        return handle
-
-    def fsync(self, handle: int) -> None:
-        self.fsynced.append(self.opened[handle])
-        super().fsync(handle)
-
-
 async def test_a_changed_executable_is_set_in_place(make_service: ServiceFactory, games: Path) -> None:
-    writer = FsyncRecordingWriter()
+    writer = RecordingWriter()
     service = make_service(filesystem=writer)
     game = await install_v1(service, games)
     assert modes(game) == {
@@ -187,19 +170,9 @@ async def test_a_folder_holding_what_the_new_version_does_not_is_installed_the_u
     # Swapped as any install is: the folder is new and holds the listed files and nothing else.
     assert os.lstat(game).st_ino != folder_inode
     assert stat.S_ISDIR(os.lstat(game).st_mode)
-    assert snapshot(game) == snapshot_of(version(1))
+    assert snapshot(game) == tree_of(version(1))
     if change == "a folder as the game":
         assert files_of(games / "Elsewhere") == version(1)  # only the link was replaced
-
-
-def snapshot_of(files: dict[str, bytes]) -> dict[str, bytes]:
-    expected = dict(files)
-    for path in files:
-        parent = path.rpartition("/")[0]
-        while parent:
-            expected[parent + "/"] = b"<dir>"
-            parent = parent.rpartition("/")[0]
-    return expected
 
 
 async def test_a_file_edited_before_completion_must_be_sent_again(service: TransferService, games: Path) -> None:
@@ -228,7 +201,7 @@ async def test_a_file_the_game_writes_before_completion_is_kept(service: Transfe
     reply = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
     (game / "stray.tmp").write_bytes(b"x")
     installed = await service.complete_upload(HUB, reply.upload_id)
-    assert snapshot(installed.path) == {**snapshot_of(version(1)), "stray.tmp": b"x"}
+    assert snapshot(installed.path) == {**tree_of(version(1)), "stray.tmp": b"x"}
     assert inodes(installed.path) == {**before, "stray.tmp": os.lstat(game / "stray.tmp").st_ino}  # in place
     assert list(staging_root(games).iterdir()) == []
 

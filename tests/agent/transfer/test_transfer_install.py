@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from capydeploy.agent.transfer import TransferService, incremental, install
+from capydeploy.agent.transfer import TransferService, incremental
 from capydeploy.agent.transfer.manifest import manifest_path
 from capydeploy.agent.transfer.staging import trash_dir
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
@@ -25,6 +25,7 @@ from tests.agent.transfer.transfer_helpers import (
     send,
     snapshot,
     staging_root,
+    swap_failing,
     upload,
 )
 from tests.agent.transfer.transfer_helpers import (
@@ -128,20 +129,11 @@ async def test_a_failed_swap_puts_the_old_version_back(
     files = version(2)
     reply = await service.init_upload(HUB, make_request("Game", files))
     await send(service, all_frames(reply.upload_id, files))
-    real_rename = os.rename
-
-    def failing_rename(src: os.PathLike[str] | str, dst: os.PathLike[str] | str) -> None:
-        if Path(src).name == "tree":
-            raise OSError(errno.EIO, "I/O error")
-        real_rename(src, dst)
-
-    monkeypatch.setattr(install.os, "rename", failing_rename)
-    with pytest.raises(ProtocolError) as caught:
+    with swap_failing(monkeypatch), pytest.raises(ProtocolError) as caught:
         await service.complete_upload(HUB, reply.upload_id)
     assert caught.value.code == ErrorCode.INTERNAL
     assert snapshot(games / "Game") == before
     assert manifest_path(games, "Game").exists()  # the old manifest still vouches for the old files
-    monkeypatch.setattr(install.os, "rename", real_rename)
     installed = await service.complete_upload(HUB, reply.upload_id)
     assert (installed.path / "notes.txt").read_bytes() == b"v2"
 

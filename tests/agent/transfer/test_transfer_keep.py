@@ -15,13 +15,14 @@ from typing import Any
 
 import pytest
 
-from capydeploy.agent.transfer import OsFileWriter, TransferService, install, keep
+from capydeploy.agent.transfer import TransferService, keep
 from capydeploy.agent.transfer import service as service_module
-from capydeploy.agent.transfer.filesystem import StrPath
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
+from capydeploy.protocol.messages import UploadInitResponse
 from tests.agent.transfer.conftest import ServiceFactory
 from tests.agent.transfer.transfer_helpers import (
     HUB,
+    RecordingWriter,
     all_frames,
     files_of,
     game_version,
@@ -29,6 +30,8 @@ from tests.agent.transfer.transfer_helpers import (
     send,
     snapshot,
     staging_root,
+    swap_failing,
+    tree_of,
     upload,
 )
 
@@ -60,15 +63,15 @@ def inode(path: Path) -> int:
     return os.lstat(path).st_ino
 
 
-def tree_of(files: dict[str, bytes]) -> dict[str, bytes]:
-    """`snapshot`'s view of a game of `files`: its folders too."""
-    expected = dict(files)
-    for path in files:
-        parent = path.rpartition("/")[0]
-        while parent:
-            expected[parent + "/"] = b"<dir>"
-            parent = parent.rpartition("/")[0]
-    return expected
+async def v2_staged_over_a_played_v1(service: TransferService) -> tuple[Path, UploadInitResponse]:
+    """v1 installed, the game played (`what_a_game_writes`), v2's bytes all sent: the game folder
+    and the upload, ready to complete."""
+    game = await upload(service, "Game", game_version(1), exe="game.exe")
+    what_a_game_writes(game)
+    v2 = game_version(2)
+    reply = await service.init_upload(HUB, make_request("Game", v2, exe="game.exe"))
+    await send(service, all_frames(reply.upload_id, v2, reply.resume_from))
+    return game, reply
 
 
 @pytest.mark.parametrize("redeploy", ["changed", "unchanged"])
@@ -147,21 +150,9 @@ async def test_a_game_folder_that_is_a_symlink_is_not_walked(service: TransferSe
 async def test_a_failed_swap_loses_nothing_and_a_retry_keeps_what_is_there_by_then(
     service: TransferService, games: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    game = await upload(service, "Game", game_version(1), exe="game.exe")
-    what_a_game_writes(game)
-    before = snapshot(game)
-    v2 = game_version(2)
-    reply = await service.init_upload(HUB, make_request("Game", v2, exe="game.exe"))
-    await send(service, all_frames(reply.upload_id, v2, reply.resume_from))
-    real_rename = os.rename
-
-    def failing_rename(src: os.PathLike[str] | str, dst: os.PathLike[str] | str) -> None:
-        if Path(src).name == "tree":
-            raise OSError(errno.EIO, "I/O error")
-        real_rename(src, dst)
-
-    monkeypatch.setattr(install.os, "rename", failing_rename)
-    with pytest.raises(ProtocolError) as caught:
+    game, reply = await v2_staged_over_a_played_v1(service)
+    before, v2 = snapshot(game), game_version(2)
+    with swap_failing(monkeypatch), pytest.raises(ProtocolError) as caught:
         await service.complete_upload(HUB, reply.upload_id)
     assert caught.value.code == ErrorCode.INTERNAL
     assert snapshot(game) == before  # the old version and the game's files, untouched
@@ -173,7 +164,6 @@ async def test_a_failed_swap_loses_nothing_and_a_retry_keeps_what_is_there_by_th
     (game / "saves" / "slot2.sav").write_bytes(b"new game")
     (game / "latest.sav").unlink()
     (game / "latest.sav").symlink_to("saves/slot2.sav")
-    monkeypatch.setattr(install.os, "rename", real_rename)
     installed = (await service.complete_upload(HUB, reply.upload_id)).path
     assert snapshot(installed) == {
         **tree_of(v2),
@@ -187,12 +177,8 @@ async def test_a_failed_swap_loses_nothing_and_a_retry_keeps_what_is_there_by_th
 async def test_a_failure_while_keeping_takes_back_what_it_kept(
     service: TransferService, games: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    game = await upload(service, "Game", game_version(1), exe="game.exe")
-    what_a_game_writes(game)
-    before = snapshot(game)
-    v2 = game_version(2)
-    reply = await service.init_upload(HUB, make_request("Game", v2, exe="game.exe"))
-    await send(service, all_frames(reply.upload_id, v2, reply.resume_from))
+    game, reply = await v2_staged_over_a_played_v1(service)
+    before, v2 = snapshot(game), game_version(2)
     real_link = os.link
 
     def link_fails_on_the_symlink(src: str, dst: str, *, follow_symlinks: bool = True) -> None:
@@ -326,17 +312,8 @@ async def test_a_retry_removes_read_only_folders_an_earlier_attempt_kept(
     v2 = game_version(2)
     reply = await service.init_upload(HUB, make_request("Game", v2, exe="game.exe"))
     await send(service, all_frames(reply.upload_id, v2, reply.resume_from))
-    real_rename = os.rename
-
-    def failing_rename(src: os.PathLike[str] | str, dst: os.PathLike[str] | str) -> None:
-        if Path(src).name == "tree":
-            raise OSError(errno.EIO, "I/O error")
-        real_rename(src, dst)
-
-    monkeypatch.setattr(install.os, "rename", failing_rename)
-    with pytest.raises(ProtocolError):
+    with swap_failing(monkeypatch), pytest.raises(ProtocolError):
         await service.complete_upload(HUB, reply.upload_id)
-    monkeypatch.setattr(install.os, "rename", real_rename)
     (game / "saves").chmod(0o755)
     (game / "saves" / "slot1.sav").unlink()  # the player deletes the save, then the Hub retries
     real_remove = keep.remove_path
@@ -398,7 +375,7 @@ async def test_a_folder_the_game_removes_during_the_look_is_no_error(
 async def test_a_kept_copy_is_made_durable_before_the_swap(
     make_service: ServiceFactory, games: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    writer = SyncRecordingWriter()
+    writer = RecordingWriter()
     service = make_service(filesystem=writer)
     game = await upload(service, "Game", game_version(1), exe="game.exe")
     (game / "saves").mkdir()
@@ -408,10 +385,10 @@ async def test_a_kept_copy_is_made_durable_before_the_swap(
         raise OSError(errno.EPERM, "Operation not permitted")
 
     monkeypatch.setattr(keep.os, "link", no_links)
-    writer.events.clear()
+    writer.fsynced.clear()
     installed = await upload(service, "Game", game_version(2), exe="game.exe")
     assert files_of(installed)["saves/slot1.sav"] == b"progress"
-    assert "syncfs" in writer.events or any(event.endswith("saves/slot1.sav") for event in writer.events)
+    assert writer.synced_filesystems or any(path.endswith("saves/slot1.sav") for path in writer.fsynced)
 
 
 def test_a_copy_never_replaces_a_name_the_new_version_holds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -427,25 +404,3 @@ def test_a_copy_never_replaces_a_name_the_new_version_holds(tmp_path: Path, monk
     monkeypatch.setattr(keep.os, "link", no_links)
     assert keep._link_one(os.fspath(source), os.fspath(destination)) == "clash"
     assert destination.read_bytes() == b"the new version's"
-
-
-class SyncRecordingWriter(OsFileWriter):
-    """Notes each file fsynced (by path) and each syncfs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.opened: dict[int, str] = {}
-        self.events: list[str] = []
-
-    def open(self, path: StrPath) -> int:
-        handle = super().open(path)
-        self.opened[handle] = os.fspath(path)
-        return handle
-
-    def fsync(self, handle: int) -> None:
-        self.events.append(self.opened[handle])
-        super().fsync(handle)
-
-    def sync_filesystem(self, folder: Path) -> bool:
-        self.events.append("syncfs")
-        return super().sync_filesystem(folder)

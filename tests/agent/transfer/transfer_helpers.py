@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
 import random
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from capydeploy.agent.transfer import OsFileWriter, TransferService
-from capydeploy.agent.transfer.filesystem import BytesLike
+import pytest
+
+from capydeploy.agent.transfer import OsFileWriter, TransferService, install
+from capydeploy.agent.transfer.filesystem import BytesLike, StrPath
 from capydeploy.protocol.frames import ChunkFrame
 from capydeploy.protocol.messages import ChunkHeader, InitUpload, UploadConfig, UploadFile
 
@@ -121,6 +124,17 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return result
 
 
+def tree_of(files: dict[str, bytes]) -> dict[str, bytes]:
+    """`snapshot`'s view of a game of `files`: its folders too."""
+    expected = dict(files)
+    for path in files:
+        parent = path.rpartition("/")[0]
+        while parent:
+            expected[parent + "/"] = b"<dir>"
+            parent = parent.rpartition("/")[0]
+    return expected
+
+
 def files_of(folder: Path) -> dict[str, bytes]:
     """Every file under `folder` (relative '/' path -> content), without the folders."""
     return {path: data for path, data in snapshot(folder).items() if not path.endswith("/")}
@@ -199,3 +213,41 @@ class BlockingFsync(OsFileWriter):
             self.entered.set()
             self.release.wait(60)  # a hang guard
         super().fsync(handle)
+
+
+@contextlib.contextmanager
+def swap_failing(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """While inside, moving a staged tree into place fails with EIO, as a disk error would."""
+    real_rename = os.rename
+
+    def failing_rename(src: os.PathLike[str] | str, dst: os.PathLike[str] | str) -> None:
+        if Path(src).name == "tree":
+            raise OSError(errno.EIO, "I/O error")
+        real_rename(src, dst)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(install.os, "rename", failing_rename)
+        yield
+
+
+class RecordingWriter(OsFileWriter):
+    """Notes which files were fsynced (by the path they were opened with), and each syncfs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened: dict[int, str] = {}
+        self.fsynced: list[str] = []
+        self.synced_filesystems: list[Path] = []
+
+    def open(self, path: StrPath) -> int:
+        handle = super().open(path)
+        self.opened[handle] = os.fspath(path)
+        return handle
+
+    def fsync(self, handle: int) -> None:
+        self.fsynced.append(self.opened[handle])
+        super().fsync(handle)
+
+    def sync_filesystem(self, folder: Path) -> bool:
+        self.synced_filesystems.append(folder)
+        return super().sync_filesystem(folder)
