@@ -1000,7 +1000,8 @@ class TransferService:
         return hasher.digest()
 
     def _install(self, session: UploadSession, found: FoundDigests) -> InstalledGame:
-        """Worker job: fsync and modes, swap into place, record the manifest, remove staging."""
+        """Worker job: fsync and modes, keep the game's own files, swap into place, record the
+        manifest, remove staging."""
         layout = session.layout
         target = session.target
         session.handles.close_all()

@@ -8,7 +8,7 @@
         previous/       the old installed version, only for the instant of the swap
         manifest.json   the new version's manifest, written just before the swap, published after it
         previous-manifest.json  the old version's manifest, set aside for the instant of the swap
-        kept.json       what the game wrote in its folder and the install kept in tree/ (keep.py)
+        kept.json       a marker: the game's own files were kept in tree/, a retry takes them back (keep.py)
 
 Staging sits inside the install root so the final rename never crosses filesystems.
 """
