@@ -106,19 +106,33 @@ def test_what_is_added_is_durable_deepest_folder_first(tmp_path: Path, monkeypat
 
 
 def test_catching_up_never_replaces_what_the_new_version_holds(tmp_path: Path) -> None:
-    """A file the game wrote during the install, whose name the new folder already holds (on a
-    case-insensitive filesystem "Save.dat" is the new version's "save.dat"), stays where it was;
-    a new one is moved in, a kept one saved over is replaced, a kept one deleted is deleted."""
+    """After the swap: a file the game wrote in the old folder meanwhile whose name the new folder
+    already holds (on a case-insensitive filesystem "Save.dat" is the new version's "save.dat")
+    stays out; a new one is linked in; a kept file saved over is replaced; one deleted is deleted."""
     previous, target = tmp_path / "previous", tmp_path / "Game"
-    build(previous, {"Save.dat": b"the game's", "slot2.sav": b"new", "slot1.sav": b"saved over"})
-    build(target, {"save.dat": b"the new version's", "Save.dat": b"the new version's", "slot1.sav": b"kept"})
-    build(target, {"gone.sav": b"kept, then deleted by the game"})
+    build(previous, {"slot1.sav": b"kept", "gone.sav": b"kept, then deleted by the game"})
+    build(target, {"save.dat": b"the new version's", "Save.dat": b"the new version's"})
+    links = {}
+    for name in ("slot1.sav", "gone.sav"):  # what the keep step did
+        os.link(previous / name, target / name)
+        made = os.lstat(target / name)
+        links[name] = (made.st_ino, made.st_ino, made.st_mtime_ns)
+    build(previous, {"Save.dat": b"the game's", "slot2.sav": b"new"})  # meanwhile, in the old folder
+    (previous / "slot1.tmp").write_bytes(b"saved over")
+    os.replace(previous / "slot1.tmp", previous / "slot1.sav")
+    (previous / "gone.sav").unlink()
     listing = FileListing.of([UploadFile.unchecked("save.dat", 17, None)])
-    kept = keep.Kept(files=("slot1.sav", "gone.sav"))
-    keep.catch_up_after_swap(previous, target, listing, kept, "Game")
+    keep.catch_up_after_swap(previous, target, listing, keep.Kept(links=links), "Game")
     assert files_under(target) == {
         "save.dat": b"the new version's",
         "Save.dat": b"the new version's",
         "slot1.sav": b"saved over",
         "slot2.sav": b"new",
     }
+
+
+def test_a_kept_file_the_game_made_a_folder_meanwhile_is_gone_not_an_error(tmp_path: Path) -> None:
+    (tmp_path / "profile").mkdir()  # was a file when the folder was looked at
+    (tmp_path / "tree").mkdir()
+    assert keep._link_one(os.fspath(tmp_path / "profile"), os.fspath(tmp_path / "tree" / "profile")) == "gone"
+    assert not (tmp_path / "tree" / "profile").exists()

@@ -272,3 +272,35 @@ def test_matching_a_manifest_makes_no_object_per_entry(tmp_path: Path) -> None:
     # A few blocks of text and the mtimes (8 bytes an entry): never the whole text.
     assert matched_peak < text_bytes / 2, (matched_peak, text_bytes)
     assert plain_peak > 2 * text_bytes + 100 * count  # what it spares: the text twice, the entries
+
+
+ENTRY_A = {"path": "data/a.pak", "size": 3, "sha256": "aa" * 32, "mtimeNs": 1}
+ENTRY_SAVE = {"path": "saves/slot1.sav", "size": 5, "sha256": "bb" * 32, "mtimeNs": 777}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # An entry with one more key (a later format) whose value looks like an entry itself.
+        json.dumps({"version": 1, "gameName": "G", "installedAt": 0, "files": [{**ENTRY_A, "extra": ENTRY_SAVE}]}),
+        # Two "files" members: the streamed reading meets the first, the plain reading keeps the last.
+        '{"version": 1, "gameName": "G", "installedAt": 0, '
+        f'"files": [{json.dumps(ENTRY_SAVE)}], "files": [{json.dumps(ENTRY_A)}]}}',
+    ],
+    ids=["nested entry", "two file lists"],
+)
+def test_a_manifest_the_streamed_reading_gives_up_on_reads_as_the_plain_reading_alone(
+    tmp_path: Path, text: str
+) -> None:
+    """What the streamed reading saw before it gave up is forgotten: the answers are the plain
+    reading's, never a mix (a save counted as an install's file would be deleted)."""
+    manifest_path(tmp_path, "G").parent.mkdir(parents=True)
+    manifest_path(tmp_path, "G").write_text(text)
+    plain = read_manifest(tmp_path, "G")
+    assert plain is not None
+    assert recorded_among(tmp_path, "G", ["saves/slot1.sav", "data/a.pak"]) == {
+        path: (entry.size, entry.mtime_ns) for path, entry in plain.entries.items()
+    }
+    listing = FileListing.of([Listed("saves/slot1.sav", 5, "bb" * 32), Listed("data/a.pak", 3, "aa" * 32)])
+    matched = read_manifest_matches(tmp_path, "G", listing)
+    assert matched is not None and list(matched) == list(matches_of(plain, listing))

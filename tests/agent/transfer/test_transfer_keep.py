@@ -10,6 +10,8 @@ import logging
 import os
 import shutil
 import stat
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -404,3 +406,124 @@ def test_a_copy_never_replaces_a_name_the_new_version_holds(tmp_path: Path, monk
     monkeypatch.setattr(keep.os, "link", no_links)
     assert keep._link_one(os.fspath(source), os.fspath(destination)) == "clash"
     assert destination.read_bytes() == b"the new version's"
+
+
+# --- a game playing through the install: what a second review found -------------------------------
+
+
+def in_the_window(monkeypatch: pytest.MonkeyPatch, action: Callable[[], object]) -> None:
+    """`action` between the keep step and the swap: the game changes its (old) folder."""
+    real = service_module.set_manifest_aside
+
+    def wrapped(*args: Any) -> None:
+        action()
+        real(*args)
+
+    monkeypatch.setattr(service_module, "set_manifest_aside", wrapped)
+
+
+def right_after_the_swap(monkeypatch: pytest.MonkeyPatch, action: Callable[[], object]) -> None:
+    """`action` right after the swap, before the catch-up: the game, writing by path, changes the
+    new folder."""
+    real = service_module.swap_into_place
+
+    def wrapped(*args: Any) -> None:
+        real(*args)
+        action()
+
+    monkeypatch.setattr(service_module, "swap_into_place", wrapped)
+
+
+def save_over(path: Path, data: bytes) -> None:
+    """Save as games do: a temporary file renamed over the old one."""
+    path.with_suffix(".tmp").write_bytes(data)
+    os.replace(path.with_suffix(".tmp"), path)
+
+
+async def test_a_save_made_in_the_new_folder_right_after_the_swap_is_never_replaced_by_the_old_one(
+    service: TransferService, games: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    game = await upload(service, "Game", game_version(1), exe="game.exe")
+    (game / "slot1.sav").write_bytes(b"old save")
+    right_after_the_swap(monkeypatch, lambda: save_over(game / "slot1.sav", b"newest save"))
+    installed = await upload(service, "Game", game_version(2), exe="game.exe")
+    assert files_of(installed)["slot1.sav"] == b"newest save"
+
+
+async def test_a_save_deleted_before_the_swap_and_written_again_after_it_stays(
+    service: TransferService, games: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    game = await upload(service, "Game", game_version(1), exe="game.exe")
+    (game / "slot1.sav").write_bytes(b"old save")
+    in_the_window(monkeypatch, (game / "slot1.sav").unlink)
+    right_after_the_swap(monkeypatch, lambda: (game / "slot1.sav").write_bytes(b"new save"))
+    installed = await upload(service, "Game", game_version(2), exe="game.exe")
+    assert files_of(installed)["slot1.sav"] == b"new save"
+
+
+async def test_a_save_deleted_right_after_the_swap_stays_deleted(
+    service: TransferService, games: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    game = await upload(service, "Game", game_version(1), exe="game.exe")
+    (game / "slot1.sav").write_bytes(b"old save")
+    right_after_the_swap(monkeypatch, (game / "slot1.sav").unlink)
+    installed = await upload(service, "Game", game_version(2), exe="game.exe")
+    assert snapshot(installed) == tree_of(game_version(2))
+
+
+async def test_a_dropped_shipped_file_the_game_rewrites_before_the_swap_is_kept(
+    service: TransferService, games: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    game = await upload(service, "Game", {**game_version(1), "config.ini": b"defaults"}, exe="game.exe")
+    in_the_window(monkeypatch, lambda: (game / "config.ini").write_bytes(b"the player's settings"))
+    installed = await upload(service, "Game", game_version(2), exe="game.exe")
+    assert snapshot(installed) == {**tree_of(game_version(2)), "config.ini": b"the player's settings"}
+
+
+@pytest.mark.parametrize("change", ["folder made a file", "folder removed", "empty folder made"])
+async def test_folders_the_game_changes_before_the_swap_are_followed(
+    service: TransferService, games: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    game = await upload(service, "Game", game_version(1), exe="game.exe")
+    (game / "profile").mkdir()
+    (game / "profile" / "a.tmp").write_bytes(b"t")
+
+    def the_game_plays() -> None:
+        if change == "empty folder made":
+            (game / "screenshots").mkdir()
+            return
+        shutil.rmtree(game / "profile")
+        if change == "folder made a file":
+            (game / "profile").write_bytes(b"the player's profile")
+
+    in_the_window(monkeypatch, the_game_plays)
+    installed = await upload(service, "Game", game_version(2), exe="game.exe")
+    expected = {
+        "folder made a file": {"profile": b"the player's profile"},
+        "folder removed": {},
+        "empty folder made": {"profile/": b"<dir>", "profile/a.tmp": b"t", "screenshots/": b"<dir>"},
+    }[change]
+    assert snapshot(installed) == {**tree_of(game_version(2)), **expected}
+
+
+async def test_a_failure_while_catching_up_never_fails_an_install_that_happened(
+    service: TransferService, games: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    game = await upload(service, "Game", game_version(1), exe="game.exe")
+    (game / "slot1.sav").write_bytes(b"old save")
+    real_unlink = os.unlink
+    in_the_window(monkeypatch, partial(real_unlink, game / "slot1.sav"))
+
+    def refused(path: Any, *args: Any, **kwargs: Any) -> None:
+        if os.fspath(path).endswith("slot1.sav"):
+            raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+        real_unlink(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(keep.os, "unlink", refused)
+        installed = await upload(service, "Game", game_version(2), exe="game.exe")
+    assert files_of(installed) == {**game_version(2), "slot1.sav": b"old save"}  # its unlink was refused
+    assert list(staging_root(games).iterdir()) == []
+    # The manifest was published: the next redeploy of the same version sends nothing.
+    again = await service.init_upload(HUB, make_request("Game", game_version(2), exe="game.exe"))
+    assert again.resume_from == {path: len(data) for path, data in game_version(2).items()}

@@ -32,8 +32,9 @@ import logging
 import os
 import shutil
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from ...protocol.listing import FileListing
@@ -64,12 +65,19 @@ class Unlisted:
 class Kept:
     """What an install carried over from the game folder besides the listed files."""
 
-    files: tuple[str, ...] = ()
+    # Each file kept: (the inode of the old folder's file it was linked from, 0 for a copy; the
+    # inode and mtime_ns of its entry in the new folder), to tell later who changed what, where.
+    links: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
     folders: tuple[str, ...] = ()  # folders made for them, or kept empty, outside the listed ones
-    ours: frozenset[str] = frozenset()  # unlisted files an earlier install put there: they go
+    # Unlisted files an earlier install put there, with their recorded (size, mtime_ns): they go.
+    ours: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return tuple(self.links)
 
     def __bool__(self) -> bool:
-        return bool(self.files or self.folders)
+        return bool(self.links or self.folders)
 
 
 def unlisted_entries(game_dir: Path, listing: FileListing) -> Unlisted:
@@ -124,18 +132,25 @@ def ours_among(root: Path, game_name: str, game_dir: Path, paths: Iterable[str])
     """Those of `paths` (files in `game_dir`) an earlier install put there and nobody changed
     since: the manifest records them, and each is still a regular file of the recorded size and
     mtime. None when there is no manifest to tell."""
+    ours = _ours(root, game_name, game_dir, paths)
+    return None if ours is None else set(ours)
+
+
+def _ours(root: Path, game_name: str, game_dir: Path, paths: Iterable[str]) -> dict[str, tuple[int, int]] | None:
+    """`ours_among`, each with its recorded (size, mtime_ns)."""
     recorded = recorded_among(root, game_name, paths)
     if recorded is None:
         return None
-    ours: set[str] = set()
-    for path, (size, mtime_ns) in recorded.items():
-        try:
-            info = os.lstat(os.path.join(game_dir, path))
-        except OSError:
-            continue
-        if stat.S_ISREG(info.st_mode) and info.st_size == size and info.st_mtime_ns == mtime_ns:
-            ours.add(path)
-    return ours
+    return {path: facts for path, facts in recorded.items() if _unchanged(os.path.join(game_dir, path), facts)}
+
+
+def _unchanged(path: str, facts: tuple[int, int]) -> bool:
+    """Whether `path` is a regular file of the (size, mtime_ns) recorded."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and (info.st_size, info.st_mtime_ns) == facts
 
 
 def keep_what_the_game_wrote(
@@ -150,7 +165,7 @@ def keep_what_the_game_wrote(
         log.warning("%s: %s in the installed folder is replaced by the new version", game_name, path)
     if not unlisted.files and not unlisted.empty_folders:
         return Kept()
-    ours = ours_among(layout.root, game_name, game_dir, unlisted.files) or set()
+    ours = _ours(layout.root, game_name, game_dir, unlisted.files) or {}
     kept_files = [path for path in unlisted.files if path not in ours]
     folders = listed_folders(listing.paths)
     made_folders = sorted(
@@ -158,16 +173,16 @@ def keep_what_the_game_wrote(
         key=lambda path: path.count("/"),
     )
     if not kept_files and not made_folders:
-        return Kept(ours=frozenset(ours))
+        return Kept(ours=ours)
     atomic_write_json(layout.kept_file, {"version": 1})  # what it names is found again by a walk
     try:
-        linked, copied = _link_into(game_dir, layout.tree, kept_files, made_folders, game_name)
-        _make_durable(layout.tree, linked, made_folders, copied, writer)
+        links, copied = _link_into(game_dir, layout.tree, kept_files, made_folders, game_name)
+        _make_durable(layout.tree, list(links), made_folders, copied, writer)
     except BaseException:
         with contextlib.suppress(OSError):
             take_back_kept(layout, listing)
         raise
-    return Kept(tuple(linked), tuple(made_folders), frozenset(ours))
+    return Kept(links, tuple(made_folders), ours)
 
 
 def take_back_kept(layout: StagingLayout, listing: FileListing) -> None:
@@ -205,32 +220,39 @@ def _remove_folder(path: str) -> None:
 
 def _link_into(
     game_dir: Path, tree: Path, files: list[str], folders: list[str], game_name: str
-) -> tuple[list[str], list[str]]:
+) -> tuple[dict[str, tuple[int, int, int]], list[str]]:
     """Link (or copy) `files` into the tree, making `folders` first (writable until the files are
-    in, then given the game's modes, deepest first). Returns the files kept and those copied."""
+    in, then given the game's modes, deepest first). Returns each file kept with its (old, new)
+    inodes, and the files copied."""
     for folder in folders:
         with contextlib.suppress(FileExistsError):
             os.mkdir(os.path.join(tree, folder), 0o700)
-    linked: list[str] = []
+    links: dict[str, tuple[int, int, int]] = {}
     copied: list[str] = []
     for path in files:
-        outcome = _link_one(os.path.join(game_dir, path), os.path.join(tree, path))
+        source, destination = os.path.join(game_dir, path), os.path.join(tree, path)
+        outcome = _link_one(source, destination)
         if outcome == "clash":
             log.warning("%s: %s in the installed folder clashes with a name of the new version", game_name, path)
-            continue
-        if outcome != "gone":
-            linked.append(path)
-        if outcome == "copied":
-            copied.append(path)
+        elif outcome in ("linked", "copied"):
+            made = os.lstat(destination)
+            # A link is the old folder's file itself. For a copy, old inode 0: the catch-up after
+            # the swap moves the original in over it (one rename works where links do not).
+            old_inode = made.st_ino if outcome == "linked" else 0
+            links[path] = (old_inode, made.st_ino, made.st_mtime_ns)
+            if outcome == "copied":
+                copied.append(path)
     for folder in reversed(folders):
         with contextlib.suppress(FileNotFoundError):  # a folder the game removed meanwhile
-            os.chmod(os.path.join(tree, folder), stat.S_IMODE(os.lstat(os.path.join(game_dir, folder)).st_mode))
-    return linked, copied
+            info = os.lstat(os.path.join(game_dir, folder))
+            if stat.S_ISDIR(info.st_mode):  # (not whatever may have replaced it)
+                os.chmod(os.path.join(tree, folder), stat.S_IMODE(info.st_mode))
+    return links, copied
 
 
 def _link_one(source: str, destination: str) -> str:
-    """"linked", "copied", "gone" (the game deleted it meanwhile) or "clash" (the new version
-    holds that name already, as on a case-insensitive filesystem)."""
+    """"linked", "copied", "gone" (the game deleted it meanwhile, or made it a folder) or
+    "clash" (the new version holds that name already, as on a case-insensitive filesystem)."""
     try:
         os.link(source, destination, follow_symlinks=False)
         return "linked"
@@ -245,6 +267,11 @@ def _link_one(source: str, destination: str) -> str:
             raise
     if os.path.lexists(destination):
         return "clash"  # never copy over the new version's file
+    try:
+        if stat.S_ISDIR(os.lstat(source).st_mode):
+            return "gone"  # (a link to a folder fails with EPERM)
+    except FileNotFoundError:
+        return "gone"
     shutil.copy2(source, destination, follow_symlinks=False)
     return "copied"
 
@@ -274,9 +301,12 @@ def _fsync_folders(root: Path, folders: Iterable[str]) -> None:
 
 def catch_up_after_swap(previous: Path, target: Path, listing: FileListing, kept: Kept, game_name: str) -> None:
     """Right after the swap (`previous` is the old folder, `target` the new one): carry over what
-    the game did in its folder since `keep_what_the_game_wrote` looked. A file written since (new,
-    or saved over by a rename: another inode than the kept link's) is moved in; a kept file deleted
-    since is deleted. Best effort, one rename or unlink each: the install is already done."""
+    the game did in the old folder since `keep_what_the_game_wrote` looked, where the new folder
+    still holds what the keep step put there (a change the game made in the new folder since, by
+    path, is newer and wins). A kept file saved over (another inode) is replaced, one deleted is
+    deleted, a made folder removed is removed; a file new there (or a shipped file the game
+    rewrote meanwhile) and a new empty folder are linked or made where the new folder has no such
+    name. Best effort, one step each: the install is already done, so nothing here raises."""
     try:
         unlisted = unlisted_entries(previous, listing)
     except OSError as exc:
@@ -284,37 +314,71 @@ def catch_up_after_swap(previous: Path, target: Path, listing: FileListing, kept
         return
     present = set(unlisted.files)
     touched: set[str] = set()
-    changes = 0
-    for path in kept.files:
-        if path not in present:  # deleted since the first look
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(os.path.join(target, path))
-                touched.add(path.rpartition("/")[0])
-                changes += 1
-    kept_files = set(kept.files)
-    for path in unlisted.files:
-        if path in kept.ours:
-            continue
-        source, destination = os.path.join(previous, path), os.path.join(target, path)
-        try:
-            if path in kept_files:
-                if os.path.lexists(destination) and os.lstat(source).st_ino == os.lstat(destination).st_ino:
-                    continue  # the kept link: the same file, edits included
-            elif os.path.lexists(destination):
-                continue  # a name the new version holds (a case-insensitive filesystem): it wins
-            parent = path.rpartition("/")[0]
-            if parent:
-                os.makedirs(os.path.join(target, parent), exist_ok=True)
-            os.replace(source, destination)
-        except OSError as exc:
-            log.warning("%s: could not carry %s, written during the install, into the new version: %s", game_name, path, exc)
-            continue
-        while True:  # the folder of the new entry, and any folder made for it
+
+    def done(path: str) -> None:
+        parent = path.rpartition("/")[0]
+        while True:  # its folder, and any folder made for it
             touched.add(parent)
             if not parent:
-                break
+                return
             parent = parent.rpartition("/")[0]
-        changes += 1
-    if changes:
-        log.info("%s: %d changes the game made during the install carried over", game_name, changes)
-        _fsync_folders(target, touched | {""})
+
+    for path, (old_inode, new_inode, new_mtime) in kept.links.items():
+        source, destination = os.path.join(previous, path), os.path.join(target, path)
+        if _identity(destination) != (new_inode, new_mtime):
+            continue  # the game wrote it since (in place, or anew in the new folder): that is newer
+        now = _identity(source)[0] if path in present else None
+        if now == old_inode:
+            continue
+        follow = partial(os.unlink, destination) if now is None else partial(os.replace, source, destination)
+        if _quietly(game_name, "follow the game's change to", path, follow):
+            done(path)
+    for folder in reversed(kept.folders):
+        if not os.path.isdir(os.path.join(previous, folder)) or os.path.islink(os.path.join(previous, folder)):
+            with contextlib.suppress(OSError):  # not empty: the game wrote into it in the new folder
+                os.rmdir(os.path.join(target, folder))
+                done(folder)
+    for path in unlisted.files:
+        if path in kept.links:
+            continue
+        facts = kept.ours.get(path)
+        if facts is not None and _unchanged(os.path.join(previous, path), facts):
+            continue  # an earlier install's file, unchanged: it goes with the old version
+        if _quietly(game_name, "carry", path, partial(_link_new, previous, target, path)):
+            done(path)
+    for folder in unlisted.empty_folders:
+        with contextlib.suppress(OSError):  # there already, or no place for it
+            os.makedirs(os.path.join(target, folder))
+            done(folder + "/")
+    if touched:
+        log.info("%s: what the game did in its folder during the install carried over", game_name)
+        _fsync_folders(target, touched)
+
+
+def _identity(path: str) -> tuple[int | None, int | None]:
+    """(inode, mtime_ns) of `path`, (None, None) when it is not there."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return None, None
+    return info.st_ino, info.st_mtime_ns
+
+
+def _link_new(previous: Path, target: Path, path: str) -> None:
+    """Link the old folder's `path` into the new folder, never over a name it holds."""
+    parent = path.rpartition("/")[0]
+    if parent:
+        os.makedirs(os.path.join(target, parent), exist_ok=True)
+    os.link(os.path.join(previous, path), os.path.join(target, path), follow_symlinks=False)
+
+
+def _quietly(game_name: str, what: str, path: str, step: Callable[[], object]) -> bool:
+    """Run one step of the catch-up; a failure is logged, never raised."""
+    try:
+        step()
+    except FileExistsError:
+        return False  # the new folder holds that name (the new version's, or the game's since)
+    except OSError as exc:
+        log.warning("%s: could not %s %s after the install: %s", game_name, what, path, exc)
+        return False
+    return True

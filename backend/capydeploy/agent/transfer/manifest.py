@@ -86,7 +86,11 @@ def read_manifest_matches(root: Path, game_name: str, listing: FileListing) -> a
     entry with other keys, the list not last), or damaged, is read the plain way instead.
     """
     mtimes = array("q", [MTIME_UNSEEN]) * len(listing)
-    if not _visit_entries(root, game_name, lambda entry: _compare(entry, listing, mtimes)):
+
+    def forget() -> None:
+        mtimes[:] = array("q", [MTIME_UNSEEN]) * len(listing)
+
+    if not _visit_entries(root, game_name, lambda entry: _compare(entry, listing, mtimes), forget):
         return None
     return mtimes
 
@@ -113,45 +117,37 @@ def recorded_among(root: Path, game_name: str, paths: Iterable[str]) -> dict[str
         if entry.path in wanted:
             recorded[entry.path] = (entry.size, entry.mtime_ns)
 
-    return recorded if _visit_entries(root, game_name, note) else None
+    return recorded if _visit_entries(root, game_name, note, recorded.clear) else None
 
 
-def _visit_entries(root: Path, game_name: str, visit: Callable[[ManifestEntry], None]) -> bool:
+def _visit_entries(
+    root: Path, game_name: str, visit: Callable[[ManifestEntry], None], forget: Callable[[], None]
+) -> bool:
     """Call `visit` with each entry of the manifest of `game_name` as it is read, a block at a
     time (see read_manifest_matches); False when the manifest is absent, damaged or of another
     game. A file not in the form we write (an entry with other keys, the list not last), or
-    damaged, is read the plain way instead, and `visit` sees its entries again, the last of each
-    path: a visitor keeps what the last entry of a path says, which either way is the same."""
-
-    def decode(pairs: list[tuple[str, Any]]) -> Any:
-        entry = _decode_entry(pairs)
-        if not isinstance(entry, ManifestEntry):
-            return entry  # a damaged entry, or one with other keys: read it the plain way
-        visit(entry)
-        return _VISITED
-
+    damaged, is read the plain way instead: `forget` first drops what the visits gathered, then
+    `visit` sees the plain reading's entries (the last of each path)."""
     try:
-        members, items = read_json_list(manifest_path(root, game_name), "files", decode)
+        members, items = read_json_list(manifest_path(root, game_name), "files", _decode_entry)
         with contextlib.closing(items):
             if not _is_manifest_of(members, game_name):  # (its list read as `[]`)
                 return False
-            for item in items:
-                if item is not _VISITED:
+            for item in items:  # only the list's own items: an object nested in one is no entry
+                if not isinstance(item, ManifestEntry):  # other keys, or damaged: the plain way
                     raise NotAStreamableList("an entry with other keys")
+                visit(item)
         return True
     except FileNotFoundError:
         return False
     except (OSError, ValueError):  # not in the form we write (or damaged): the plain reading decides
+        forget()
         manifest = read_manifest(root, game_name)
         if manifest is None:
             return False
         for entry in manifest.entries.values():
             visit(entry)
         return True
-
-
-# What an entry becomes once `_visit_entries` has handed it to its visitor.
-_VISITED = object()
 
 
 def _compare(entry: ManifestEntry, listing: FileListing, mtimes: array[int]) -> None:

@@ -1041,7 +1041,10 @@ class TransferService:
                 len(kept.folders),
             )
         if os.path.lexists(layout.previous):  # the old folder: what the game wrote since the look
-            catch_up_after_swap(layout.previous, target, listing, kept, session.game_name)
+            try:
+                catch_up_after_swap(layout.previous, target, listing, kept, session.game_name)
+            except Exception:  # the new version is in place: never fail the install from here
+                log.exception("%r: catching up with the game's changes failed", session.game_name)
         try:
             publish_manifest(layout, session.game_name)
         except OSError as exc:
