@@ -80,19 +80,16 @@ class Kept:
         return bool(self.links or self.folders)
 
 
-def unlisted_entries(game_dir: Path, listing: FileListing) -> Unlisted:
-    """Walk `game_dir` (never through a symlink) for what the listing does not name. A game
+def unlisted_entries(game_dir: Path, listing: FileListing, folders: set[str]) -> Unlisted:
+    """Walk `game_dir` (never through a symlink) for what the listing (whose folders are
+    `folders`, see install.listed_folders) does not name. A game
     folder that is a symlink or not a folder has nothing of its own to keep: the swap moves only
     the link aside, and what it points at stays where it is. A folder that vanishes during the
     walk (the game removing a temporary folder) holds nothing to keep; one that cannot be read
     raises OSError naming it."""
     found = Unlisted()
-    try:
-        if not stat.S_ISDIR(os.lstat(game_dir).st_mode):
-            return found
-    except FileNotFoundError:
+    if not _is_real_folder(game_dir):
         return found
-    folders = listed_folders(listing.paths)
     pending = [""]
     while pending:
         folder = pending.pop()
@@ -117,6 +114,14 @@ def unlisted_entries(game_dir: Path, listing: FileListing) -> Unlisted:
                 found.files.append(path)
             # Sockets, FIFOs and devices are not a game's data: left with the old version.
     return found
+
+
+def _is_real_folder(path: Path) -> bool:
+    """A folder, not a symlink to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
 
 
 def _entries_of(root: str | Path, folder: str) -> list[os.DirEntry[str]] | None:
@@ -159,15 +164,17 @@ def keep_what_the_game_wrote(
     """Carry the game folder's own entries (see the module's text) into the staged tree and make
     them durable there. Raises OSError (naming the entry at fault), having taken back what it
     added."""
-    take_back_kept(layout, listing)
-    unlisted = unlisted_entries(game_dir, listing)
+    if not os.path.lexists(layout.kept_file) and not _is_real_folder(game_dir):
+        return Kept()  # a first install: nothing to take back or keep (and no folders to list)
+    folders = listed_folders(listing.paths)
+    take_back_kept(layout, listing, folders)
+    unlisted = unlisted_entries(game_dir, listing, folders)
     for path in unlisted.overruled:
         log.warning("%s: %s in the installed folder is replaced by the new version", game_name, path)
     if not unlisted.files and not unlisted.empty_folders:
         return Kept()
     ours = _ours(layout.root, game_name, game_dir, unlisted.files) or {}
     kept_files = [path for path in unlisted.files if path not in ours]
-    folders = listed_folders(listing.paths)
     made_folders = sorted(
         (listed_folders([*kept_files, *(folder + "/" for folder in unlisted.empty_folders)]) - folders),
         key=lambda path: path.count("/"),
@@ -180,18 +187,18 @@ def keep_what_the_game_wrote(
         _make_durable(layout.tree, list(links), made_folders, copied, writer)
     except BaseException:
         with contextlib.suppress(OSError):
-            take_back_kept(layout, listing)
+            take_back_kept(layout, listing, folders)
         raise
     return Kept(links, tuple(made_folders), ours)
 
 
-def take_back_kept(layout: StagingLayout, listing: FileListing) -> None:
+def take_back_kept(layout: StagingLayout, listing: FileListing, folders: set[str]) -> None:
     """If an earlier attempt kept entries in the staged tree (`kept.json`), remove from the tree
-    everything that is not listed: staging itself never puts anything else there."""
+    everything that is not listed (`listing`, whose folders are `folders`): staging itself never
+    puts anything else there."""
     if not os.path.lexists(layout.kept_file):
         return
     tree = os.fspath(layout.tree)
-    folders = listed_folders(listing.paths)
     pending = [""]
     while pending:
         folder = pending.pop()
@@ -308,7 +315,7 @@ def catch_up_after_swap(previous: Path, target: Path, listing: FileListing, kept
     rewrote meanwhile) and a new empty folder are linked or made where the new folder has no such
     name. Best effort, one step each: the install is already done, so nothing here raises."""
     try:
-        unlisted = unlisted_entries(previous, listing)
+        unlisted = unlisted_entries(previous, listing, listed_folders(listing.paths))
     except OSError as exc:
         log.warning("%s: could not look at the old folder again after the install: %s", game_name, exc)
         return
