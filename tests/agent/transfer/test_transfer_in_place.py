@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from capydeploy.agent.transfer import TransferService
+from capydeploy.agent.transfer import InstalledGame, TransferService
 from capydeploy.agent.transfer.manifest import manifest_path
 from capydeploy.protocol.constants import SHA256_MISMATCH
 from capydeploy.protocol.errors import ErrorCode, ProtocolError
@@ -71,6 +71,18 @@ def everything(files: dict[str, bytes]) -> dict[str, int]:
 
 async def install_v1(service: TransferService, games: Path) -> Path:
     return await upload(service, "Game", version(1), exe="game.exe")
+
+
+async def resume_sending_only_notes(service: TransferService, upload_id: str) -> InstalledGame:
+    """The Hub comes back with version 1's list: the same upload resumes, every file held but
+    notes.txt, which it sends; the upload completes with version 1 installed."""
+    again = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
+    assert again.upload_id == upload_id
+    assert again.resume_from == {path: size for path, size in everything(version(1)).items() if path != "notes.txt"}
+    await send(service, frames_for(upload_id, "notes.txt", version(1)["notes.txt"]))
+    installed = await service.complete_upload(HUB, upload_id)
+    assert files_of(installed.path) == version(1)
+    return installed
 
 
 async def test_an_unchanged_redeploy_keeps_the_installed_folder(service: TransferService, games: Path) -> None:
@@ -186,12 +198,7 @@ async def test_a_file_edited_before_completion_must_be_sent_again(service: Trans
     assert caught.value.message.startswith("upload incomplete") and "notes.txt" in caught.value.message
     assert files_of(game) == version(1)  # nothing lost meanwhile
     # The rest is now carried the usual way; the file sent again completes the upload.
-    again = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
-    assert again.upload_id == reply.upload_id
-    assert again.resume_from == {path: size for path, size in everything(version(1)).items() if path != "notes.txt"}
-    await send(service, frames_for(reply.upload_id, "notes.txt", version(1)["notes.txt"]))
-    installed = await service.complete_upload(HUB, reply.upload_id)
-    assert files_of(installed.path) == version(1)
+    installed = await resume_sending_only_notes(service, reply.upload_id)
     assert os.lstat(installed.path / "notes.txt").st_mtime_ns != 5
 
 
@@ -339,12 +346,7 @@ async def test_a_resuming_hub_is_told_what_changed_since_the_upload_began(
     first = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
     (game / "notes.txt").unlink()
     # The connection dropped; the Hub comes back with the same list.
-    again = await service.init_upload(HUB, make_request("Game", version(1), exe="game.exe"))
-    assert again.upload_id == first.upload_id
-    assert again.resume_from == {path: size for path, size in everything(version(1)).items() if path != "notes.txt"}
-    await send(service, frames_for(again.upload_id, "notes.txt", version(1)["notes.txt"]))
-    installed = await service.complete_upload(HUB, again.upload_id)
-    assert files_of(installed.path) == version(1)
+    await resume_sending_only_notes(service, first.upload_id)
 
 
 async def test_a_game_removed_before_completion_must_be_sent_again(service: TransferService, games: Path) -> None:
